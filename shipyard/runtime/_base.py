@@ -1,0 +1,43 @@
+"""The runtime interface: start a container from a spec, stop it, hear when it exits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..spec import ContainerSpec
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    container_id: str
+    returncode: int | None
+    reason: str
+    """Human-readable cause: the startup error, the signal, or the crash summary."""
+
+
+ExitCallback = Callable[[ExitInfo], None]
+
+
+class Runtime(Protocol):
+    """A place to run containers (local processes, Ray actors)."""
+
+    def set_exit_callback(self, callback: ExitCallback) -> None:
+        """Called once per container when it exits for any reason after `start` returned."""
+
+    async def start(self, spec: ContainerSpec, secret_env: dict[str, str]) -> str:
+        """Start a container and wait until it serves; return its address (a Unix socket path).
+
+        `secret_env` reaches only the container's environment (never argv, logs or files).
+        Raises `ContainerError` with the container's own error when it fails to start.
+        """
+        ...
+
+    async def stop(self, container_id: str, grace: float) -> None:
+        """Ask the container to drain and exit; kill it after `grace` seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every container (used at server shutdown)."""
+        ...

@@ -1,0 +1,83 @@
+"""Container output capture: every stdout/stderr line goes to the container's log file, live."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections import deque
+from typing import Literal, TextIO
+
+Stream = Literal["stdout", "stderr"]
+
+_CHUNK = 64 * 1024
+# A line longer than this is written in pieces, so one endless line cannot exhaust memory.
+_MAX_LINE = 256 * 1024
+TAIL_LINES = 20
+
+
+def log_timestamp(now: dt.datetime | None = None) -> str:
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def format_log_line(container_id: str, stream: Stream, line: str, now: dt.datetime | None = None) -> str:
+    return f"{log_timestamp(now)} {container_id} {stream}| {line}\n"
+
+
+class LogSink:
+    """Appends one container's lines to its log file and remembers the last stderr lines."""
+
+    def __init__(self, container_id: str, file: TextIO) -> None:
+        self.container_id = container_id
+        self._file = file
+        self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def write(self, stream: Stream, line: str) -> None:
+        if stream == "stderr":
+            self.stderr_tail.append(line)
+        if self._file.closed:
+            return
+        # Small per-line appends with a flush: `app logs --follow` sees each line as it happens.
+        self._file.write(format_log_line(self.container_id, stream, line))
+        self._file.flush()
+
+    def last_stderr_line(self) -> str | None:
+        return next((line for line in reversed(self.stderr_tail) if line.strip()), None)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def pump(reader: asyncio.StreamReader, sink: LogSink, stream: Stream) -> None:
+    """Copy `reader` to `sink` line by line until EOF."""
+    pending = b""
+    while True:
+        chunk = await reader.read(_CHUNK)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            sink.write(stream, _decode(raw))
+        while len(pending) > _MAX_LINE:
+            sink.write(stream, _decode(pending[:_MAX_LINE]))
+            pending = pending[_MAX_LINE:]
+    if pending:
+        sink.write(stream, _decode(pending))
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").removesuffix("\r")
+
+
+async def open_pipe_reader(
+    fd: int, *, limit: int = _CHUNK
+) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """Read the pipe end `fd` without blocking the loop; closing the transport closes `fd`."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport

@@ -24,7 +24,9 @@ from ..runtime import ExitInfo, Runtime
 from ..spec import ContainerSpec, FunctionSpec, Mount, Route
 from ._logs import AppLogs
 
-SAMPLE_HISTORY = 60.0
+STABLE_WINDOW = 60.0
+PANIC_WINDOW = 6.0
+SAMPLE_HISTORY = STABLE_WINDOW
 STOP_GRACE = 10.0
 MAX_BACKOFF = 30.0
 
@@ -180,7 +182,18 @@ class Scheduler:
             ContainerView(container_id=cid, state="starting", in_flight=0, idle_since=None, started_at=now)
             for cid in managed.starting
         )
-        decision = decide(managed.deployment.spec.autoscaler, list(samples), views, now)
+        settings = managed.deployment.spec.autoscaler
+        # Past demand must not keep a container longer than the function asked for, so the
+        # averaging windows never exceed its scaledown window.
+        stable_window = max(0.5, min(STABLE_WINDOW, settings.scaledown_window))
+        decision = decide(
+            settings,
+            list(samples),
+            views,
+            now,
+            stable_window=stable_window,
+            panic_window=min(PANIC_WINDOW, stable_window),
+        )
         for _ in range(decision.start):
             self._start(managed)
         for container_id in decision.stop:

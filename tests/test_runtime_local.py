@@ -23,7 +23,7 @@ from shipyard.exceptions import ContainerError
 from shipyard.runtime import ExitInfo, LocalRuntime
 from shipyard.runtime._local import container_env, describe_exit
 from shipyard.runtime._logs import format_log_line
-from shipyard.runtime._sandbox import missing_tools
+from shipyard.runtime._sandbox import missing_tools, resolv_conf_override
 from shipyard.spec import ContainerSpec, FunctionSpec, Mount
 
 FAKE = str(Path(__file__).with_name("_fake_container.py"))
@@ -96,6 +96,13 @@ def processes_matching(predicate: Callable[[bytes], bool]) -> list[int]:
     return found
 
 
+def cmdline_of(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
 async def eventually(check: Callable[[], bool], limit: float = 5) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -163,7 +170,8 @@ async def test_startup_timeout_kills_the_container(harness: Harness) -> None:
 
 
 async def test_cancelled_start_leaves_nothing_running(harness: Harness) -> None:
-    task = asyncio.create_task(harness.runtime.start(harness.spec("ct-cancel", env={"FAKE_MODE": "hang"}), {}))
+    spec = harness.spec("ct-cancel", env={"FAKE_MODE": "hang"})
+    task = asyncio.create_task(harness.runtime.start(spec, {}))
     await asyncio.sleep(0.5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -191,7 +199,7 @@ async def test_graceful_stop_runs_the_sigterm_handler(harness: Harness) -> None:
     text = "\n".join(harness.log_lines("ct-stop"))
     assert "stdout| got SIGTERM, draining" in text
     assert "stdout| drained, bye" in text
-    assert not Path(harness.root / "ct-stop.sock").exists()
+    assert not (harness.root / "ct-stop.sock").exists()
     await harness.runtime.stop("ct-stop", 10)  # idempotent
 
 
@@ -233,7 +241,8 @@ async def test_close_stops_everything(harness: Harness) -> None:
 
 async def test_two_sandboxed_containers_bind_the_same_ports(sandboxed: Harness) -> None:
     first, second = await asyncio.gather(
-        sandboxed.runtime.start(sandboxed.spec("ct-a"), {}), sandboxed.runtime.start(sandboxed.spec("ct-b"), {})
+        sandboxed.runtime.start(sandboxed.spec("ct-a"), {}),
+        sandboxed.runtime.start(sandboxed.spec("ct-b"), {}),
     )
     assert await get(first, "/bind") == {"loopback": "ok", "any": "ok"}
     assert await get(second, "/bind") == {"loopback": "ok", "any": "ok"}
@@ -244,12 +253,13 @@ async def test_sandbox_has_user_mode_outbound_network(sandboxed: Harness) -> Non
     net = await get(address, "/net")
     assert net["tap0"].startswith("10.0.2.")
     assert net["route"] == "tap0"
-    assert processes_matching(lambda cmdline: cmdline.startswith(b"slirp4netns\x00"))
+    sandbox = sandboxed.runtime._containers["ct-net"].sandbox
+    assert sandbox is not None and sandbox.slirp is not None
+    slirp = sandbox.slirp.pid
+    assert (cmdline_of(slirp) or b"").startswith(b"slirp4netns\x00")
     await sandboxed.runtime.stop("ct-net", 5)
     await sandboxed.next_exit()
-    assert await eventually(
-        lambda: not processes_matching(lambda c: c.startswith(b"slirp4netns\x00") and b"tap0" in c)
-    )
+    assert cmdline_of(slirp) is None
 
 
 async def test_sandbox_mounts(sandboxed: Harness) -> None:
@@ -263,6 +273,25 @@ async def test_sandbox_mounts(sandboxed: Harness) -> None:
     body = await get(await sandboxed.runtime.start(spec, {}), "/mount")
     assert body["content"] == "hello"
     assert "Read-only file system" in body["write"]
+
+
+async def test_sandbox_setup_error_names_the_cause(sandboxed: Harness) -> None:
+    mount = Mount(source="/nonexistent/src", target=str(sandboxed.root / "m"))
+    spec = sandboxed.spec("ct-bad", mounts=[mount])
+    with pytest.raises(ContainerError, match="Can't find source path /nonexistent/src"):
+        await sandboxed.runtime.start(spec, {})
+    assert sandboxed.exits.empty()
+
+
+def test_resolv_conf_points_at_slirp_dns_only_for_a_loopback_resolver(tmp_path: Path) -> None:
+    host = tmp_path / "etc" / "resolv.conf"
+    host.parent.mkdir()
+    host.write_text("# stub\nnameserver 127.0.0.53\noptions edns0\n")
+    override = resolv_conf_override(tmp_path, host)
+    assert override == (tmp_path / "resolv.conf", str(host))
+    assert override[0].read_text() == "nameserver 10.0.2.3\n"
+    host.write_text("nameserver 10.255.255.53\nnameserver 127.0.0.1\n")
+    assert resolv_conf_override(tmp_path / "x", host) is None
 
 
 def test_sandbox_requested_without_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -292,7 +321,8 @@ def test_describe_exit() -> None:
 
 def test_container_env_is_minimal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-only")
-    spec = Harness(tmp_path, LocalRuntime(tmp_path, sandbox=False)).spec("ct-env", env={"PYTHONPATH": "/extra"})
+    harness = Harness(tmp_path, LocalRuntime(tmp_path, sandbox=False))
+    spec = harness.spec("ct-env", env={"PYTHONPATH": "/extra"})
     spec.python_path = ["/bundle", "/lib"]
     env = container_env(spec, {"TOKEN": "t"}, 7)
     assert set(env) == {"PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "PYTHONUNBUFFERED",

@@ -34,6 +34,10 @@ class Runtime(Protocol):
         """
         ...
 
+    def phases(self, container_id: str) -> list[tuple[str, float]]:
+        """The startup phases a running container reported on its status pipe: (name, seconds)."""
+        ...
+
     async def stop(self, container_id: str, grace: float) -> None:
         """Ask the container to drain and exit; kill it after `grace` seconds."""
         ...

@@ -21,6 +21,7 @@ from ..exceptions import ContainerError
 from ..spec import ContainerSpec
 from ._base import ExitCallback, ExitInfo
 from ._logs import LogSink, open_pipe_reader, pump
+from ._process import ChildProcess
 from ._sandbox import (
     INSTALL_HINT,
     Sandbox,
@@ -82,7 +83,7 @@ def describe_exit(returncode: int, *, sandboxed: bool) -> tuple[int, str]:
 @dataclass(eq=False)
 class _Container:
     spec: ContainerSpec
-    process: asyncio.subprocess.Process
+    process: ChildProcess
     sink: LogSink
     pumps: list[asyncio.Task[None]]
     sandbox: Sandbox | None = None
@@ -119,7 +120,6 @@ class LocalRuntime:
                     " and ".join(missing), INSTALL_HINT,
                 )
         self.sandboxed = sandbox
-        self._run_dir = run_dir
         self._entrypoint = tuple(entrypoint)
         self._close_grace = close_grace
         self._resolv_conf: tuple[Path, str] | None = None
@@ -163,8 +163,6 @@ class LocalRuntime:
             await self._bring_up(container, status_r, net_fds)
         except BaseException as exc:
             await asyncio.shield(self._reap(container))
-            self._containers.pop(container_id, None)
-            container.finished.set()
             if isinstance(exc, StartupFailure):
                 raise ContainerError(self._failure_text(container, exc)) from None
             raise
@@ -217,18 +215,7 @@ class LocalRuntime:
             )
             pass_fds += child_fds
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                env=env,
-                cwd=spec.workdir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=pass_fds,
-                # Its own session: a Ctrl-C at the server's terminal does not reach containers, and the
-                # whole group can be killed at exit.
-                start_new_session=True,
-            )
+            process = ChildProcess.spawn(command, env=env, cwd=spec.workdir, pass_fds=pass_fds)
         except OSError as exc:
             for fd in net_fds or ():
                 os.close(fd)
@@ -236,7 +223,6 @@ class LocalRuntime:
         finally:
             for fd in child_fds:
                 os.close(fd)
-        assert process.stdout is not None and process.stderr is not None
         pumps = [
             asyncio.create_task(pump(process.stdout, sink, "stdout")),
             asyncio.create_task(pump(process.stderr, sink, "stderr")),
@@ -298,15 +284,15 @@ class LocalRuntime:
 
     def _failure_text(self, container: _Container, failure: StartupFailure) -> str:
         tail = "\n".join(container.sink.stderr_tail) or "(no stderr output)"
-        return f"container {container.spec.container_id} {failure}; last stderr lines:\n{tail}"
+        return f"container {container.spec.container_id}: {failure}; last stderr lines:\n{tail}"
 
     # -- exit ---------------------------------------------------------------------------------------
 
     async def _watch(self, container: _Container) -> None:
-        returncode = await container.process.wait()
-        await asyncio.shield(self._reap(container))
-        self._containers.pop(container.spec.container_id, None)
-        container.finished.set()
+        await container.process.wait()
+        await asyncio.shield(self._reap(container, notify=True))
+
+    def _exit_info(self, container: _Container, returncode: int) -> ExitInfo:
         code, text = describe_exit(returncode, sandboxed=self.sandboxed)
         if code > 0 and (line := container.sink.last_stderr_line()) is not None:
             text = f"{text}: {line}"
@@ -314,23 +300,20 @@ class LocalRuntime:
             text = f"stopped: {text} after the {container.stop_grace:g} s grace period"
         elif container.stop_grace is not None:
             text = f"stopped: {text}"
-        info = ExitInfo(container.spec.container_id, code, text)
-        log.info("container %s %s", info.container_id, info.reason)
-        if self._callback is not None:
-            try:
-                self._callback(info)
-            except Exception:
-                log.exception("exit callback failed for container %s", info.container_id)
+        return ExitInfo(container.spec.container_id, code, text)
 
-    def _reap(self, container: _Container) -> asyncio.Task[None]:
-        """Kill what is left of the container and release its resources (once)."""
+    def _reap(self, container: _Container, *, notify: bool = False) -> asyncio.Task[None]:
+        """Kill what is left of the container and release its resources (once).
+
+        With `notify` (containers whose start succeeded) the exit callback runs before `stop` returns.
+        """
         if container.reaper is None:
-            container.reaper = asyncio.create_task(self._release(container))
+            container.reaper = asyncio.create_task(self._release(container, notify))
         return container.reaper
 
-    async def _release(self, container: _Container) -> None:
+    async def _release(self, container: _Container, notify: bool) -> None:
         self._kill(container)
-        await container.process.wait()
+        returncode = await container.process.wait()
         # The main process is gone; anything it left behind goes too.
         self._kill(container)
         if container.sandbox is not None:
@@ -340,15 +323,24 @@ class LocalRuntime:
             task.cancel()
         container.sink.close()
         await asyncio.to_thread(Path(container.spec.socket_path).unlink, missing_ok=True)
+        self._containers.pop(container.spec.container_id, None)
+        try:
+            if notify:
+                info = self._exit_info(container, returncode)
+                log.info("container %s %s", info.container_id, info.reason)
+                if self._callback is not None:
+                    self._callback(info)
+        except Exception:
+            log.exception("exit callback failed for container %s", container.spec.container_id)
+        finally:
+            container.finished.set()
 
     def _kill(self, container: _Container) -> None:
         if container.sandbox is not None:
             container.sandbox.kill_all()
         if self.sandboxed:
             # bwrap's --die-with-parent takes the namespace down with the outer bwrap.
-            with contextlib.suppress(ProcessLookupError):
-                if container.process.returncode is None:
-                    container.process.kill()
+            container.process.send_signal(signal.SIGKILL)
         else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(container.process.pid, signal.SIGKILL)
@@ -374,11 +366,7 @@ class LocalRuntime:
         """SIGTERM the container's main process (not bwrap); False when there is none to signal."""
         if self.sandboxed:
             return container.sandbox is not None and container.sandbox.signal_main(signal.SIGTERM)
-        try:
-            container.process.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            return False
-        return True
+        return container.process.send_signal(signal.SIGTERM)
 
     async def close(self) -> None:
         self._closed = True

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import os
 from collections import deque
-from typing import Literal, TextIO
+from typing import IO, Literal, TextIO
 
 Stream = Literal["stdout", "stderr"]
 
@@ -49,22 +49,23 @@ class LogSink:
         self._file.close()
 
 
-async def pump(reader: asyncio.StreamReader, sink: LogSink, stream: Stream) -> None:
-    """Copy `reader` to `sink` line by line until EOF."""
+async def pump(pipe: IO[bytes], sink: LogSink, stream: Stream) -> None:
+    """Copy the pipe to `sink` line by line until EOF; closes the pipe."""
+    reader, transport = await open_pipe_reader(pipe)
     pending = b""
-    while True:
-        chunk = await reader.read(_CHUNK)
-        if not chunk:
-            break
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            sink.write(stream, _decode(raw))
-        while len(pending) > _MAX_LINE:
-            sink.write(stream, _decode(pending[:_MAX_LINE]))
-            pending = pending[_MAX_LINE:]
-    if pending:
-        sink.write(stream, _decode(pending))
+    try:
+        while chunk := await reader.read(_CHUNK):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                sink.write(stream, _decode(raw))
+            while len(pending) > _MAX_LINE:
+                sink.write(stream, _decode(pending[:_MAX_LINE]))
+                pending = pending[_MAX_LINE:]
+    finally:
+        transport.close()
+        if pending:
+            sink.write(stream, _decode(pending))
 
 
 def _decode(raw: bytes) -> str:
@@ -72,12 +73,11 @@ def _decode(raw: bytes) -> str:
 
 
 async def open_pipe_reader(
-    fd: int, *, limit: int = _CHUNK
+    pipe: int | IO[bytes], *, limit: int = _CHUNK
 ) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    """Read the pipe end `fd` without blocking the loop; closing the transport closes `fd`."""
+    """Read a pipe (fd or file) without blocking the loop; closing the transport closes the pipe."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
+    file = os.fdopen(pipe, "rb", buffering=0) if isinstance(pipe, int) else pipe
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), file)
     return reader, transport

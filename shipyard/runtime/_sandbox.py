@@ -41,13 +41,12 @@ def missing_tools() -> list[str]:
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
 
 
-def resolv_conf_override(run_dir: Path) -> tuple[Path, str] | None:
+def resolv_conf_override(run_dir: Path, host: Path = Path("/etc/resolv.conf")) -> tuple[Path, str] | None:
     """A resolv.conf for the namespace when the host's resolver sits on the host's loopback.
 
     Returns (file to bind, path to bind it over). Inside the namespace the host's loopback is
     unreachable, so queries must go to slirp4netns's built-in DNS forwarder instead.
     """
-    host = Path("/etc/resolv.conf")
     try:
         text = host.read_text()
     except OSError:
@@ -185,12 +184,37 @@ async def setup_network(info_fd: int, block_fd: int, log_path: Path) -> Sandbox:
         raise StartupFailure("bwrap exited while setting up the container's namespaces") from None
     sandbox = Sandbox(init_pidfd=init_pidfd, init_pid=init_pid)
     try:
+        await _wait_for_loopback(init_pid)
         await _start_slirp(sandbox, log_path)
-        os.write(block_fd, b"1")
+        try:
+            os.write(block_fd, b"1")
+        except BrokenPipeError:
+            raise StartupFailure("bwrap exited while setting up the container's namespaces") from None
     except BaseException:
         await sandbox.close()
         raise
     return sandbox
+
+
+async def _wait_for_loopback(init_pid: int) -> None:
+    """Wait until bwrap has brought up `lo` in the new namespace.
+
+    slirp4netns configuring the namespace while bwrap still sets up `lo` makes bwrap fail now and
+    then ("loopback: Failed RTM_NEWADDR"); `lo` is up once its local route exists.
+    """
+    deadline = asyncio.get_running_loop().time() + _SETUP_TIMEOUT
+    while asyncio.get_running_loop().time() < deadline:
+        if _loopback_up(init_pid):
+            return
+        await asyncio.sleep(0.002)
+    raise StartupFailure("bwrap did not bring up the container's loopback interface")
+
+
+def _loopback_up(init_pid: int) -> bool:
+    try:
+        return "127.0.0.1" in Path(f"/proc/{init_pid}/net/fib_trie").read_text()
+    except OSError:
+        raise StartupFailure("bwrap exited while setting up the container's namespaces") from None
 
 
 async def _start_slirp(sandbox: Sandbox, log_path: Path) -> None:
@@ -219,7 +243,7 @@ async def _start_slirp(sandbox: Sandbox, log_path: Path) -> None:
         ready = b""
     if ready.strip() != b"1":
         tail = await asyncio.to_thread(_tail, log_path)
-        raise ContainerError(f"slirp4netns could not set up the container's network: {tail}")
+        raise StartupFailure(f"slirp4netns could not set up the network ({tail})")
 
 
 def _tail(path: Path, lines: int = 10) -> str:

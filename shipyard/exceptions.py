@@ -41,3 +41,7 @@ class ExecutionError(ShipyardError):
 
 class AlreadyExistsError(InvalidError):
     """A named object (a secret, for instance) already exists and overwriting it was not asked for."""
+
+
+class FunctionTimeoutError(ExecutionError, TimeoutError):
+    """A function call ran longer than the function's `timeout=`."""

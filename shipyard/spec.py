@@ -108,6 +108,25 @@ class Resources(_Model):
     memory: int | None = None
     """MiB."""
     gpu: str | None = None
+    region: str | None = None
+    """Run only on runtime nodes labelled with this region (`--colocate-compute`; Ray runtime)."""
+
+
+class RetryPolicy(_Model):
+    """`retries=` of a function: how often a failed call is tried again, and how long to wait between."""
+
+    max_retries: int = 0
+    backoff_coefficient: float = 2.0
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+
+
+class ScheduleSpec(_Model):
+    """`schedule=`: exactly one of a period in seconds or a cron expression (in `timezone`)."""
+
+    period_seconds: float | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
 
 
 class FunctionSpec(_Model):
@@ -128,6 +147,10 @@ class FunctionSpec(_Model):
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     volumes: dict[str, str] = Field(default_factory=dict)
     """Mount path → volume name."""
+    create_volumes: list[str] = Field(default_factory=list)
+    """Volumes of `volumes` that the deploy creates when missing (`create_if_missing=True`)."""
+    retries: RetryPolicy | None = None
+    schedule: ScheduleSpec | None = None
 
 
 class AppSpec(_Model):
@@ -218,6 +241,8 @@ class Route(_Model):
     requires_proxy_auth: bool
     timeout: float
     max_inputs: int
+    region: str | None = None
+    """Routing region: a regional proxy (`shipyard proxy --region`) serves the routes of its region."""
 
 
 class SecretInfo(_Model):

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ._ray_cluster import RayCluster, start_cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
@@ -45,6 +47,8 @@ class Platform:
     home: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    server_args: tuple[str, ...] = ()
+    """Extra `shipyard server` options (limits)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -61,7 +65,7 @@ class Platform:
     def start(self) -> None:
         log = (self.home / "test-server.log").open("ab")
         self.process = subprocess.Popen(
-            [SHIPYARD, "server", "--port", str(self.port)],
+            [SHIPYARD, "server", "--port", str(self.port), *self.server_args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -162,6 +166,32 @@ def own_platform(tmp_path: Path) -> Iterator[Platform]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real three-node Ray cluster on this machine (see tests/_ray_cluster.py)."""
+    pytest.importorskip("ray")
+    yield from start_cluster()
+
+
+@pytest.fixture(scope="session")
+def ray_platform(tmp_path_factory: pytest.TempPathFactory, ray_cluster: RayCluster) -> Iterator[Platform]:
+    """One server whose containers run on the Ray cluster."""
+    home = tmp_path_factory.mktemp("ray-home")
+    server = Platform(home=home, port=free_port(), server_args=(
+        "--runtime", "ray", "--ray-address", ray_cluster.address,
+        "--ray-node-dir", str(ray_cluster.node_root)))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "ray"])
+def runtime_platform(request: pytest.FixtureRequest) -> Platform:
+    """The shared server of each runtime: tests taking this run once per runtime."""
+    name = "platform" if request.param == "local" else "ray_platform"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

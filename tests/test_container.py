@@ -628,7 +628,7 @@ async def test_failed_lifespan_startup_reports_the_app_traceback(launcher: Launc
     assert container.process.wait(10) == 1
 
 
-async def test_plain_function_is_not_supported_yet(launcher: Launcher) -> None:
+async def test_plain_function_serves_calls(launcher: Launcher) -> None:
     source = """
         from shipyard import App
 
@@ -636,11 +636,23 @@ async def test_plain_function_is_not_supported_yet(launcher: Launcher) -> None:
 
 
         @app.function()
-        def f():
-            return 1
+        def f(x, y=1):
+            if x < 0:
+                raise ValueError("negative")
+            return x + y
     """
+    import cloudpickle
+
+    from shipyard._wire import CALL_PATH, OUTCOME_HEADER, exception_from
+
     container = launcher.start(source, "f", None)
-    event = container.wait_started()
-    assert event["event"] == "failed"
-    assert "not supported yet" in event["error"]
-    assert container.process.wait(10) == 1
+    async with ready(container).client() as client:
+        ok = await client.post(CALL_PATH, content=cloudpickle.dumps(((2,), {"y": 3})))
+        assert ok.headers[OUTCOME_HEADER] == "ok" and cloudpickle.loads(ok.content) == 5
+        failed = await client.post(CALL_PATH, content=cloudpickle.dumps(((-1,), {})))
+        assert failed.headers[OUTCOME_HEADER] == "error"
+        error = exception_from(failed.content, "f")
+        assert isinstance(error, ValueError) and "negative" in str(error)
+        assert 'raise ValueError("negative")' in "\n".join(error.__notes__)
+        assert (await client.get("/")).status_code == 404
+    assert container.stop() == 0

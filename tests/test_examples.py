@@ -23,10 +23,10 @@ def deploy_example(platform: Platform, tmp_path: Path, name: str, variant: str) 
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_hello_world(platform: Platform, tmp_path: Path, variant: str) -> None:
-    urls = deploy_example(platform, tmp_path, "hello.py", variant)
+def test_hello_world(runtime_platform: Platform, tmp_path: Path, variant: str) -> None:
+    urls = deploy_example(runtime_platform, tmp_path, "hello.py", variant)
     assert urls["f"].startswith(f"http://shipyard--hello-{variant}-f.localhost:")
-    with platform.client(urls["f"]) as client:
+    with runtime_platform.client(urls["f"]) as client:
         response = client.get("/")
     assert response.status_code == 200
     assert response.json() == "Hello world!"
@@ -105,21 +105,21 @@ def test_bearer_token_auth_with_secret(platform: Platform, tmp_path: Path, varia
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_client_ip(platform: Platform, tmp_path: Path, variant: str) -> None:
-    urls = deploy_example(platform, tmp_path, "client_ip.py", variant)
-    with platform.client(urls["get_ip_address"]) as client:
+def test_client_ip(runtime_platform: Platform, tmp_path: Path, variant: str) -> None:
+    urls = deploy_example(runtime_platform, tmp_path, "client_ip.py", variant)
+    with runtime_platform.client(urls["get_ip_address"]) as client:
         response = client.get("/")
     assert response.json() == "Your IP address is 127.0.0.1"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_websocket_echo(platform: Platform, tmp_path: Path, variant: str) -> None:
-    urls = deploy_example(platform, tmp_path, "websocket_echo.py", variant)
+def test_websocket_echo(runtime_platform: Platform, tmp_path: Path, variant: str) -> None:
+    urls = deploy_example(runtime_platform, tmp_path, "websocket_echo.py", variant)
     # The websockets client sets Host itself, so this goes through the path form.
     host_label = httpx.URL(urls["ws_app"]).host.split(".")[0]
     big = b"x" * (2 * 1024 * 1024 - 64)
     with ws_connect(
-        f"ws://127.0.0.1:{platform.port}/fn/{host_label}/ws",
+        f"ws://127.0.0.1:{runtime_platform.port}/fn/{host_label}/ws",
         max_size=4 * 1024 * 1024,
         open_timeout=60,
     ) as websocket:
@@ -130,9 +130,11 @@ def test_websocket_echo(platform: Platform, tmp_path: Path, variant: str) -> Non
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_streaming_response_arrives_event_by_event(platform: Platform, tmp_path: Path, variant: str) -> None:
-    urls = deploy_example(platform, tmp_path, "streaming.py", variant)
-    with platform.client(urls["stream"], timeout=60) as client, client.stream(
+def test_streaming_response_arrives_event_by_event(
+    runtime_platform: Platform, tmp_path: Path, variant: str
+) -> None:
+    urls = deploy_example(runtime_platform, tmp_path, "streaming.py", variant)
+    with runtime_platform.client(urls["stream"], timeout=60) as client, client.stream(
         "GET", "/", params={"count": 4}
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")

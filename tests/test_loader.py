@@ -313,11 +313,11 @@ assert modal.Image is shipyard.Image and modal.exception.NotFoundError is shipya
 assert issubclass(InvalidError, Error) and Error is shipyard.ShipyardError
 assert modal.exception is modal.exception and shipyard.__spec__.name == "shipyard"
 try:
-    modal.Cron
+    modal.Sandbox
 except AttributeError as exc:
-    assert "Shipyard does not implement modal.Cron" in str(exc)
+    assert "Shipyard does not implement modal.Sandbox" in str(exc)
 else:
-    raise AssertionError("modal.Cron should not exist")
+    raise AssertionError("modal.Sandbox should not exist")
 try:
     import modal.not_a_module
 except ModuleNotFoundError:

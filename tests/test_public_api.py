@@ -11,9 +11,9 @@ def test_all_is_exactly_the_public_surface() -> None:
         "App", "Function", "Cls",
         "fastapi_endpoint", "web_endpoint", "asgi_app", "wsgi_app", "web_server",
         "concurrent", "enter", "exit", "method",
-        "Image", "Secret", "Volume",
+        "Image", "Secret", "Volume", "Dict", "FunctionCall", "Period", "Cron", "Retries",
         "ShipyardError", "InvalidError", "NotFoundError", "AuthError", "ImageBuildError", "ContainerError",
-        "ServerError", "ExecutionError",
+        "ServerError", "ExecutionError", "FunctionTimeoutError",
         "__version__",
     ])
     for name in shipyard.__all__:

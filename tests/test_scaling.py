@@ -61,23 +61,23 @@ def wait_until(predicate: Any, timeout: float, message: str) -> None:
     raise AssertionError(message)
 
 
-def test_scale_from_zero_reuse_and_scale_to_zero(platform: Platform, app_file: Any) -> None:
-    urls = platform.deploy(write_app(app_file, "zero", scaledown=2))
-    assert containers(platform, "zero") == 0
-    with platform.client(urls["work"], timeout=60) as client:
+def test_scale_from_zero_reuse_and_scale_to_zero(runtime_platform: Platform, app_file: Any) -> None:
+    urls = runtime_platform.deploy(write_app(app_file, "zero", scaledown=2))
+    assert containers(runtime_platform, "zero") == 0
+    with runtime_platform.client(urls["work"], timeout=60) as client:
         first = client.get("/").json()
         second = client.get("/").json()
     assert first["instance"] == second["instance"]
-    assert containers(platform, "zero") == 1
-    wait_until(lambda: containers(platform, "zero") == 0, 20, "the idle container was not stopped")
-    with platform.client(urls["work"], timeout=60) as client:
+    assert containers(runtime_platform, "zero") == 1
+    wait_until(lambda: containers(runtime_platform, "zero") == 0, 20, "the idle container was not stopped")
+    with runtime_platform.client(urls["work"], timeout=60) as client:
         third = client.get("/").json()
     assert third["instance"] != first["instance"]
 
 
-def test_max_containers_queues_requests(platform: Platform, app_file: Any) -> None:
-    urls = platform.deploy(write_app(app_file, "queued", max_containers=1))
-    with platform.client(urls["work"], timeout=60) as client:
+def test_max_containers_queues_requests(runtime_platform: Platform, app_file: Any) -> None:
+    urls = runtime_platform.deploy(write_app(app_file, "queued", max_containers=1))
+    with runtime_platform.client(urls["work"], timeout=60) as client:
         client.get("/")  # warm: one container
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda _: client.get("/", params={"sleep": 0.5}), range(4)))
@@ -85,7 +85,7 @@ def test_max_containers_queues_requests(platform: Platform, app_file: Any) -> No
     bodies = [r.json() for r in results]
     assert len({b["instance"] for b in bodies}) == 1
     assert max(b["peak"] for b in bodies) == 1
-    assert containers(platform, "queued") == 1
+    assert containers(runtime_platform, "queued") == 1
 
 
 def test_concurrent_inputs_share_one_container(platform: Platform, app_file: Any) -> None:
@@ -109,9 +109,9 @@ def test_more_containers_start_under_load(platform: Platform, app_file: Any) -> 
     assert containers(platform, "burst") <= 3
 
 
-def test_crashed_container_is_replaced(platform: Platform, app_file: Any) -> None:
-    urls = platform.deploy(write_app(app_file, "crashy"))
-    with platform.client(urls["work"], timeout=60) as client:
+def test_crashed_container_is_replaced(runtime_platform: Platform, app_file: Any) -> None:
+    urls = runtime_platform.deploy(write_app(app_file, "crashy"))
+    with runtime_platform.client(urls["work"], timeout=60) as client:
         before = client.get("/").json()
         crashed = client.get("/", params={"crash": True})
         after = client.get("/")
@@ -119,7 +119,7 @@ def test_crashed_container_is_replaced(platform: Platform, app_file: Any) -> Non
     assert "crashed" in crashed.text and "code 3" in crashed.text
     assert after.status_code == 200
     assert after.json()["instance"] != before["instance"]
-    logs = platform.cli("app", "logs", "crashy").stdout
+    logs = runtime_platform.cli("app", "logs", "crashy").stdout
     assert "exited unexpectedly" in logs
 
 

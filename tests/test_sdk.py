@@ -16,8 +16,6 @@ from shipyard import (
     Image,
     InvalidError,
     Secret,
-    ShipyardError,
-    Volume,
     asgi_app,
     concurrent,
     fastapi_endpoint,
@@ -155,21 +153,22 @@ def test_invalid_settings(kwargs: str) -> None:
         define(f"app = App()\n@app.function({kwargs})\ndef f(): pass\n")
 
 
-def test_unsupported_settings_raise() -> None:
-    with pytest.raises(ShipyardError, match="Scheduled functions are not supported"):
+def test_bad_schedule_and_volume_settings_raise() -> None:
+    with pytest.raises(InvalidError, match="schedule= takes Period"):
         define("app = App()\n@app.function(schedule=object())\ndef f(): pass\n")
-    with pytest.raises(ShipyardError, match="Volumes are not supported"):
+    with pytest.raises(InvalidError, match="Volume objects"):
         define("app = App()\n@app.function(volumes={'/data': object()})\ndef f(): pass\n")
-    with pytest.raises(ShipyardError, match="Volumes are not supported"):
-        Volume.from_name("weights")
 
 
-def test_remote_calls_are_not_supported_yet() -> None:
+def test_remote_calls_need_a_named_app_and_refuse_web_functions() -> None:
     ns = define("app = App()\n@app.function()\ndef f(x): return x\n")
     fn = ns["f"]
     for call in (fn.remote, fn.spawn, fn.map):
-        with pytest.raises(ShipyardError, match="not supported yet"):
-            call(1)
+        with pytest.raises(InvalidError, match="App without a name"):
+            call([1])
+    web = define("app = App('w')\n@app.function()\n@fastapi_endpoint()\ndef g(): return 1\n")["g"]
+    with pytest.raises(InvalidError, match=r"web function.*get_web_url"):
+        web.remote()
     with pytest.raises(InvalidError, match=r"\.local"):
         fn(1)
 
@@ -476,9 +475,9 @@ def test_cls_misuse() -> None:
         define("class C:\n    @fastapi_endpoint()\n    @method()\n    def web(self): pass\n")
     with pytest.raises(InvalidError, match="take only self"):
         define("app = App()\n@app.cls()\nclass C:\n    @enter()\n    def load(self, x): pass\n")
-    with pytest.raises(ShipyardError, match="not supported yet"):
+    with pytest.raises(InvalidError, match="parametrized classes are not supported"):
         ns = define("app = App()\n@app.cls()\nclass C:\n    pass\n")
-        ns["C"]()
+        ns["C"](1)
 
 
 def test_cls_inherits_web_methods() -> None:

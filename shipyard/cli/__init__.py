@@ -7,10 +7,15 @@ from typing import Any
 import click
 
 from shipyard.cli._app import app
+from shipyard.cli._cluster import nodes, proxy
 from shipyard.cli._deploy import deploy
+from shipyard.cli._endpoint import endpoint
+from shipyard.cli._run import run
 from shipyard.cli._secret import secret
 from shipyard.cli._serve import serve
 from shipyard.cli._server import server
+from shipyard.cli._usage import usage
+from shipyard.cli._volume import volume
 from shipyard.cli._workspace import workspace
 from shipyard.exceptions import ShipyardError
 
@@ -34,4 +39,10 @@ def main() -> None:
 
 
 for _command in (server, serve, deploy, app, secret, workspace):
+    main.add_command(_command)
+for _command in (endpoint, usage):
+    main.add_command(_command)
+for _command in (run, volume):
+    main.add_command(_command)
+for _command in (nodes, proxy):
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""`shipyard app list | stop | logs`."""
+"""`shipyard app list | stop | logs | scale`."""
 
 from __future__ import annotations
 
@@ -70,3 +70,33 @@ def app_logs(name: str, env: str, follow: bool) -> None:
                 click.echo(line)
         except KeyboardInterrupt:
             pass
+
+
+@app.command("scale")
+@click.argument("name")
+@click.argument("function")
+@env_option
+@click.option("--min", "min_containers", type=click.IntRange(min=0), help="Containers kept running.")
+@click.option("--max", "max_containers", type=click.IntRange(min=1), help="Most containers at once.")
+@click.option("--buffer", "buffer_containers", type=click.IntRange(min=0),
+              help="Idle extra containers while the function is busy.")
+@click.option("--scaledown-window", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a container may stay idle before it is stopped.")
+def scale(name: str, function: str, env: str, min_containers: int | None, max_containers: int | None,
+          buffer_containers: int | None, scaledown_window: float | None) -> None:
+    """Change how the function FUNCTION of the app NAME scales, without a redeploy.
+
+    The change applies at once and survives server restarts; the next deploy of the app replaces
+    it with the settings in its code.
+    """
+    changes = {key: value for key, value in {
+        "min_containers": min_containers, "max_containers": max_containers,
+        "buffer_containers": buffer_containers, "scaledown_window": scaledown_window,
+    }.items() if value is not None}
+    if not changes:
+        raise click.UsageError("give at least one of --min, --max, --buffer, --scaledown-window")
+    with connect() as client:
+        settings = client.scale_function(name, function, env, changes)
+    maximum = "unlimited" if settings.max_containers is None else str(settings.max_containers)
+    click.echo(f"✓ Scaling of {name}.{function}: min {settings.min_containers}, max {maximum}, "
+               f"buffer {settings.buffer_containers}, scaledown window {settings.scaledown_window:g} s")

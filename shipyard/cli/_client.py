@@ -7,7 +7,6 @@ ever handle Shipyard's own exceptions.
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,94 +17,17 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from shipyard import spec
-from shipyard._paths import HomeLayout, default_home
-from shipyard.exceptions import (
-    AlreadyExistsError,
-    AuthError,
-    InvalidError,
-    NotFoundError,
-    ServerError,
-    ShipyardError,
-)
+from shipyard._client import DEFAULT_PORT as DEFAULT_PORT
+from shipyard._client import detail, error_for_status
+from shipyard._client import discover_url as discover_url
+from shipyard._client import read_admin_token as read_admin_token
+from shipyard.exceptions import ServerError
 
-DEFAULT_PORT = 8787
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 M = TypeVar("M", bound=BaseModel)
 
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # Image builds can stay quiet for minutes; the deploy and log streams must not time out between lines.
 _STREAM_TIMEOUT = httpx.Timeout(30.0, connect=5.0, read=None)
-
-
-def discover_url(home: Path | None = None) -> str:
-    """The server URL: `SHIPYARD_SERVER_URL`, else the running server's `server.json`, else the default."""
-    explicit = os.environ.get("SHIPYARD_SERVER_URL")
-    if explicit:
-        return explicit.rstrip("/")
-    info_path = HomeLayout(home or default_home()).server_info
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError):
-        return DEFAULT_URL
-    url = info.get("url") if isinstance(info, dict) else None
-    return url.rstrip("/") if isinstance(url, str) and url else DEFAULT_URL
-
-
-def read_admin_token(home: Path | None = None) -> str:
-    """The admin token: `SHIPYARD_TOKEN`, else `$SHIPYARD_HOME/admin_token`."""
-    explicit = os.environ.get("SHIPYARD_TOKEN")
-    if explicit:
-        return explicit.strip()
-    path = HomeLayout(home or default_home()).admin_token
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        raise AuthError(f"No admin token: {path} does not exist. Start the server once with "
-                        "`shipyard server` to create it, or set SHIPYARD_TOKEN") from None
-    except OSError as exc:
-        raise AuthError(f"Cannot read the admin token {path}: {exc.strerror}") from None
-    if not token:
-        raise AuthError(f"Admin token file {path} is empty")
-    return token
-
-
-_STATUS_ERRORS: dict[int, type[ShipyardError]] = {
-    400: InvalidError,
-    401: AuthError,
-    403: AuthError,
-    404: NotFoundError,
-    409: AlreadyExistsError,
-    422: InvalidError,
-}
-
-
-def error_for_status(status: int, message: str) -> ShipyardError:
-    """The Shipyard exception matching an HTTP status from the API."""
-    return _STATUS_ERRORS.get(status, ServerError)(message)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "detail" in body:
-        detail = body["detail"]
-        if isinstance(detail, str):
-            return detail
-        # FastAPI's own validation errors put a list of {"loc": [...], "msg": ...} in `detail`.
-        if isinstance(detail, list):
-            return "; ".join(_validation_problem(item) for item in detail)
-        return json.dumps(detail)
-    text = response.text.strip()
-    return text or f"HTTP {response.status_code} {response.reason_phrase}"
-
-
-def _validation_problem(item: Any) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    location = ".".join(str(part) for part in item.get("loc", []) if part != "body")
-    return f"{location}: {item.get('msg', '')}" if location else str(item.get("msg", item))
 
 
 class ApiClient:
@@ -144,7 +66,7 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
-            raise error_for_status(response.status_code, _detail(response))
+            raise error_for_status(response.status_code, detail(response))
         try:
             return response.json()
         except ValueError:
@@ -164,7 +86,7 @@ class ApiClient:
                                    timeout=_STREAM_TIMEOUT) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise error_for_status(response.status_code, _detail(response))
+                    raise error_for_status(response.status_code, detail(response))
                 yield from response.iter_lines()
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
@@ -221,6 +143,13 @@ class ApiClient:
 
     def heartbeat(self, app_id: str) -> None:
         self._request("POST", f"/api/apps/by-id/{_quote(app_id)}/heartbeat")
+
+    def scale_function(
+        self, name: str, tag: str, env: str, changes: dict[str, Any]
+    ) -> spec.AutoscalerSettings:
+        body = self._request("POST", f"/api/apps/{_quote(name)}/functions/{_quote(tag)}/scale",
+                             params={"env": env}, json_body=changes)
+        return _parse(spec.AutoscalerSettings, body)
 
     def app_logs(self, name: str, env: str, follow: bool) -> Iterator[str]:
         params = {"env": env, "follow": "true" if follow else "false"}

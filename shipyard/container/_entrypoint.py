@@ -129,23 +129,23 @@ class _Container:
 
     def _start_and_serve(self) -> None:
         spec, fn = self.spec, self.spec.function
-        if fn.web is None:
-            raise ContainerError(
-                f"function {fn.tag!r} has no web endpoint decorator: running plain functions in containers "
-                "is not supported yet (use @fastapi_endpoint, @asgi_app, @wsgi_app or @web_server)"
-            )
         self.sock = _bind_unix_socket(spec.socket_path)
         # Like the hosted product, the working directory holds the app file.
         os.chdir(spec.bundle_dir)
         from shipyard.sdk._loader import import_app_module
 
         module = import_app_module(spec.bundle_dir, spec.entry_file, spec.module_name)
+        # Classes and functions of the app file travel by value, so that callers without the file can
+        # unpickle the results and exceptions they appear in.
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
         obj = _resolve(module, fn.qualname, spec.entry_file)
         self.status.phase("imports", perf_counter() - self.t0)
         handler = self._handler(obj)
         t = perf_counter()
         factory_result: Any = None
-        if fn.web.kind in (WebKind.ASGI_APP, WebKind.WSGI_APP):
+        if fn.web is not None and fn.web.kind in (WebKind.ASGI_APP, WebKind.WSGI_APP):
             factory_result = self._call(handler)
         # One loop run from here to the end: uvloop drops signals that arrive between two runs.
         self.runner.run(self._serve(handler, factory_result, fn.web, t))
@@ -177,7 +177,7 @@ class _Container:
             result = self.runner.run(_await(result))
         return result
 
-    async def _serve(self, handler: Callable[..., Any], factory_result: Any, web: WebConfig,
+    async def _serve(self, handler: Callable[..., Any], factory_result: Any, web: WebConfig | None,
                      t: float) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
@@ -211,8 +211,12 @@ class _Container:
                 await close()
 
     async def _build(self, handler: Callable[..., Any], factory_result: Any,
-                     web: WebConfig) -> tuple[ASGIApp, bool]:
+                     web: WebConfig | None) -> tuple[ASGIApp, bool]:
         """Returns the app to serve and whether it takes WebSockets."""
+        if web is None:
+            from shipyard.container._call_app import CallApp
+
+            return CallApp(handler), False
         if web.kind == WebKind.FASTAPI_ENDPOINT:
             from shipyard.container._asgi import fastapi_endpoint_app
 

@@ -28,10 +28,16 @@ HOP_BY_HOP = frozenset(
     }
 )
 MAX_WEBSOCKET_MESSAGE = 2 * 1024 * 1024
+# The function's timeout is enforced as one deadline around the exchange (see forward_http).
+_CONNECT_ONLY = httpx.Timeout(None, connect=10.0)
 
 
 class ClientDisconnected(Exception):
     pass
+
+
+class ResponseTimedOut(Exception):
+    """The function's timeout passed while its response was streaming."""
 
 
 class UpstreamFailed(Exception):
@@ -42,9 +48,39 @@ class UpstreamFailed(Exception):
         self.timed_out = timed_out
 
 
+def tcp_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a container reached over TCP (`tcp://host:port`); None for a Unix socket path."""
+    if not address.startswith("tcp://"):
+        return None
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _PinnedTransport(httpx.AsyncBaseTransport):
+    """Sends every request to one host:port whatever its URL says, as the Unix socket transport does.
+
+    Callers build URLs such as `http://container/...`; the Host header is already set from them (or
+    from the forwarded headers), so only the connection target changes.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._inner = httpx.AsyncHTTPTransport(retries=0)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(host=self._host, port=self._port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def open_upstream(address: str) -> httpx.AsyncClient:
-    """A keep-alive connection pool to one container's Unix socket."""
-    transport = httpx.AsyncHTTPTransport(uds=address, retries=0)
+    """A keep-alive connection pool to one container: a Unix socket path or `tcp://host:port`."""
+    tcp = tcp_address(address)
+    transport: httpx.AsyncBaseTransport = (
+        httpx.AsyncHTTPTransport(uds=address, retries=0) if tcp is None else _PinnedTransport(*tcp)
+    )
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(None, connect=10.0),
@@ -88,12 +124,14 @@ async def forward_http(
     *,
     path: str,
     headers: list[tuple[bytes, bytes]],
-    timeout: float,
+    limit_s: float,
 ) -> None:
-    """Send the request to the container and stream its answer back.
+    """Send the request to the container and stream its answer back, all within `limit_s` seconds.
 
+    The limit bounds the whole exchange (not each read), as the function's timeout bounds one input.
     Raises UpstreamFailed when nothing was sent to the client yet, so the caller can still answer
-    with an error page; once the response has started, a broken upstream just ends the body.
+    with an error page; once the response has started, a broken upstream just ends the body and a
+    timeout raises ResponseTimedOut.
     """
     query = scope.get("query_string", b"")
     url = httpx.URL(path=path, query=query) if query else httpx.URL(path=path)
@@ -102,34 +140,40 @@ async def forward_http(
         url.copy_with(scheme="http", host="container"),
         headers=headers,
         content=_request_body(receive) if _has_body(scope) else None,
-        timeout=httpx.Timeout(timeout, connect=10.0),
+        timeout=_CONNECT_ONLY,
     )
+    response_started = False
     try:
-        response = await client.send(request, stream=True)
-    except httpx.TimeoutException as exc:
+        async with asyncio.timeout(limit_s):
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
+            try:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": [
+                            (k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP
+                        ],
+                    }
+                )
+                response_started = True
+                try:
+                    async for chunk in response.aiter_raw():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except httpx.HTTPError:
+                    pass  # The container went away mid-body; end what we have.
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        if response_started:
+            raise ResponseTimedOut from None
         raise UpstreamFailed(
-            f"no answer within the function's timeout of {timeout:g} s", timed_out=True
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
-    try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [
-                    (k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP
-                ],
-            }
-        )
-        try:
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError:
-            pass  # The container went away mid-body; end what we have.
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        await response.aclose()
+            f"the request did not complete within the function's timeout of {limit_s:g} s", timed_out=True
+        ) from None
 
 
 async def wait_for_exit_reason(container: Container, within: float = 1.0) -> str | None:

@@ -37,6 +37,10 @@ class Container:
         return not self.draining and self.exit_reason is None and self.in_flight < self.max_inputs
 
 
+class QueueFull(ContainerError):
+    """The function's queue is at its bound; the client should retry later."""
+
+
 class FunctionPool:
     def __init__(
         self,
@@ -45,7 +49,7 @@ class FunctionPool:
         version: int,
         clock: Callable[[], float],
         on_demand: Callable[[], None],
-        max_queue: int = 10_000,
+        max_queue: int = 1000,
     ) -> None:
         self.function_id = function_id
         self.version = version
@@ -67,15 +71,21 @@ class FunctionPool:
     def in_flight(self) -> int:
         return sum(c.in_flight for c in self.containers.values())
 
-    async def acquire(self) -> Container:
+    def acquire_nowait(self) -> Container | None:
+        """A free slot if one exists now (the proxy's fast path, which records no queue wait)."""
         container = self._pick()
         if container is not None:
             self._take(container)
+        return container
+
+    async def acquire(self) -> Container:
+        container = self.acquire_nowait()
+        if container is not None:
             return container
         if self.unavailable is not None:
             raise ContainerError(self.unavailable)
         if self.queued >= self.max_queue:
-            raise ContainerError(f"the queue of function {self.function_id} is full")
+            raise QueueFull(f"its queue is full ({self.max_queue} requests waiting)")
         waiter: asyncio.Future[Container] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._on_demand()
@@ -133,14 +143,18 @@ class FunctionPool:
     # -- internals ----------------------------------------------------------------------------
 
     def _pick(self) -> Container | None:
-        """Least-loaded container with a free slot, preferring the current version."""
+        """The busiest container with a free slot, preferring the current version.
+
+        Packing rather than spreading: under steady load the containers the load does not need go
+        idle, so the autoscaler can drain and stop them (spread evenly, none would ever be idle).
+        """
         best: Container | None = None
         for container in self.containers.values():
             if not container.has_free_slot:
                 continue
-            if best is None or (container.version == self.version, -container.in_flight) > (
+            if best is None or (container.version == self.version, container.in_flight) > (
                 best.version == self.version,
-                -best.in_flight,
+                best.in_flight,
             ):
                 best = container
         return best

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.asyncio.client import connect as tcp_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from ._forward import MAX_WEBSOCKET_MESSAGE, forwarded_headers
+from ._forward import MAX_WEBSOCKET_MESSAGE, forwarded_headers, tcp_address
 from ._pool import Container
 
 # The client library negotiates these itself with the container.
@@ -38,16 +40,19 @@ async def relay_websocket(
         for k, v in forwarded_headers(scope, drop=_HANDSHAKE_HEADERS)
     ]
     try:
-        upstream = await unix_connect(
-            container.address,
-            uri,
-            additional_headers=headers,
-            subprotocols=scope.get("subprotocols") or None,
-            compression=None,
-            max_size=MAX_WEBSOCKET_MESSAGE,
-            proxy=None,
-            ping_interval=None,
-            user_agent_header=None,
+        options: dict[str, Any] = {
+            "additional_headers": headers,
+            "subprotocols": scope.get("subprotocols") or None,
+            "compression": None,
+            "max_size": MAX_WEBSOCKET_MESSAGE,
+            "proxy": None,
+            "ping_interval": None,
+            "user_agent_header": None,
+        }
+        tcp = tcp_address(container.address)
+        upstream = await (
+            unix_connect(container.address, uri, **options) if tcp is None
+            else tcp_connect(uri, host=tcp[0], port=tcp[1], **options)
         )
     except (OSError, InvalidHandshake, TimeoutError):
         await send({"type": "websocket.close", "code": 1011})

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..spec import ContainerSpec
+from ..spec import ContainerSpec, Resources
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class Runtime(Protocol):
         `secret_env` reaches only the container's environment (never argv, logs or files).
         Raises `ContainerError` with the container's own error when it fails to start.
         """
+        ...
+
+    async def check_placement(self, resources: Resources) -> None:
+        """Raise `InvalidError` when no node of this runtime could ever offer `resources`."""
         ...
 
     def phases(self, container_id: str) -> list[tuple[str, float]]:

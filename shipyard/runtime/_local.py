@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..exceptions import ContainerError
-from ..spec import ContainerSpec
+from ..spec import ContainerSpec, Resources
 from ._base import ExitCallback, ExitInfo
 from ._logs import LogSink, open_pipe_reader, pump
 from ._process import ChildProcess
@@ -138,6 +138,13 @@ class LocalRuntime:
         """Startup phases the container reported, (name, seconds), while it runs."""
         container = self._containers.get(container_id)
         return list(container.phases) if container else []
+
+    async def check_placement(self, resources: Resources) -> None:
+        """Everything is placed on this machine; GPU and region checks belong to the endpoint service."""
+
+    def container_ids(self) -> list[str]:
+        """The containers running (or starting) now."""
+        return sorted(self._containers)
 
     # -- start ------------------------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 from ._alias import install_modal_alias
 from ._app import App
+from ._calls import FunctionCall
 from ._cls import Cls
-from ._function import Function
+from ._dict import Dict
+from ._function import Function, Retries
 from ._image import Image
 from ._loader import build_deploy_request, import_app_module, load_app
-from ._secret import Secret, Volume
+from ._schedule import Cron, Period
+from ._secret import Secret
+from ._volume import Volume
 from ._web import (
     asgi_app,
     concurrent,
@@ -22,8 +26,13 @@ from ._web import (
 __all__ = [
     "App",
     "Cls",
+    "Cron",
+    "Dict",
     "Function",
+    "FunctionCall",
     "Image",
+    "Period",
+    "Retries",
     "Secret",
     "Volume",
     "asgi_app",

@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._labels import default_label, validate_object_name
-from ..exceptions import InvalidError, ShipyardError
+from ..exceptions import InvalidError
 from ._attrs import WEB_ATTR, Registered
 from ._cls import Cls
-from ._function import Function, FunctionOptions
+from ._function import Function, FunctionOptions, parse_volumes
 from ._image import Image
 from ._secret import Secret
 from ._web import forgot_parentheses
@@ -45,9 +45,13 @@ class App:
         for secret in secrets or []:
             if not isinstance(secret, Secret):
                 raise InvalidError(f"secrets= takes a list of Secret objects, not {secret!r}.")
-        if volumes:
-            raise ShipyardError("Volumes are not supported yet: remove volumes= from App(...).")
+        self.volumes = parse_volumes(volumes)
         self._name = name
+        self.bound_name: str | None = None
+        """The name the app runs under in `shipyard run` (it may differ from `name`)."""
+        self.bound_environment: str | None = None
+        self.bound_id: str | None = None
+        self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self.image = image
         self.secrets: list[Secret] = list(secrets or [])
         self.registered_functions: dict[str, Function] = {}
@@ -106,6 +110,7 @@ class App:
         env: Mapping[str, str] | None = None,
         gpu: str | Sequence[str] | None = None,
         cpu: float | None = None,
+        region: str | None = None,
         memory: int | None = None,
         timeout: float = 300,
         startup_timeout: float | None = None,
@@ -123,16 +128,16 @@ class App:
     ) -> Callable[[Callable[..., Any]], Function]:
         """Register a module-level function. Defaults: min_containers=0, scaledown_window=60 seconds.
 
-        `retries=` is accepted and has no effect: web requests are never retried, and the function calls
-        that retries apply to are not supported yet.
+        `retries=` applies to calls from Python (`.remote`, `.spawn`, `.map`); web requests are never retried.
         """
         if _warn_parentheses_missing is not None:
             raise forgot_parentheses("app.function")
         options = FunctionOptions.parse(
-            image=image, secrets=secrets, env=env, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout,
+            image=image, secrets=secrets, env=env, gpu=gpu, cpu=cpu, region=region, memory=memory,
+            timeout=timeout,
             startup_timeout=startup_timeout, min_containers=min_containers, max_containers=max_containers,
             buffer_containers=buffer_containers, scaledown_window=scaledown_window, volumes=volumes,
-            schedule=schedule, keep_warm=keep_warm, concurrency_limit=concurrency_limit,
+            schedule=schedule, retries=retries, keep_warm=keep_warm, concurrency_limit=concurrency_limit,
             container_idle_timeout=container_idle_timeout, allow_concurrent_inputs=allow_concurrent_inputs,
         )
 
@@ -156,6 +161,24 @@ class App:
 
         return wrapper
 
+    def local_entrypoint(
+        self, _warn_parentheses_missing: object = None, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Mark a function that `shipyard run FILE` calls in the local process while the app runs."""
+        if _warn_parentheses_missing is not None:
+            raise forgot_parentheses("app.local_entrypoint")
+
+        def wrapper(raw_f: Callable[..., Any]) -> Callable[..., Any]:
+            if isinstance(raw_f, Registered) or not callable(raw_f):
+                raise InvalidError(f"`@app.local_entrypoint()` decorates a plain function, not {raw_f!r}.")
+            tag = name or _check_global(raw_f, "@app.local_entrypoint()")
+            if tag in self.local_entrypoints or tag in self.registered_functions:
+                raise InvalidError(f"App already has a function or entrypoint named {tag!r}.")
+            self.local_entrypoints[tag] = raw_f
+            return raw_f
+
+        return wrapper
+
     def cls(
         self,
         _warn_parentheses_missing: object = None,
@@ -165,6 +188,7 @@ class App:
         env: Mapping[str, str] | None = None,
         gpu: str | Sequence[str] | None = None,
         cpu: float | None = None,
+        region: str | None = None,
         memory: int | None = None,
         timeout: float = 300,
         startup_timeout: float | None = None,
@@ -184,10 +208,11 @@ class App:
         if _warn_parentheses_missing is not None:
             raise forgot_parentheses("app.cls")
         options = FunctionOptions.parse(
-            image=image, secrets=secrets, env=env, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout,
+            image=image, secrets=secrets, env=env, gpu=gpu, cpu=cpu, region=region, memory=memory,
+            timeout=timeout,
             startup_timeout=startup_timeout, min_containers=min_containers, max_containers=max_containers,
             buffer_containers=buffer_containers, scaledown_window=scaledown_window, volumes=volumes,
-            schedule=schedule, keep_warm=keep_warm, concurrency_limit=concurrency_limit,
+            schedule=schedule, retries=retries, keep_warm=keep_warm, concurrency_limit=concurrency_limit,
             container_idle_timeout=container_idle_timeout, allow_concurrent_inputs=allow_concurrent_inputs,
         )
 

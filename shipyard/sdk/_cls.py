@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidError, ShipyardError
+from ..exceptions import InvalidError
 from ._attrs import CONCURRENT_ATTR, ENTER_ATTR, EXIT_ATTR, METHOD_ATTR, WEB_ATTR, Registered
+from ._calls import MethodsOf, RemoteCls
 from ._function import Function, FunctionOptions
 from ._web import required_parameters
 
@@ -61,12 +62,26 @@ class Cls(Registered):
                 cls_name=self.name, method_name=attr,
             )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ShipyardError(
-            f"Creating remote instances of {self.name} is not supported yet: Shipyard serves the class's "
-            "web methods as endpoints. Use the class's URLs, or instantiate the original class "
-            f"({self.name}.user_cls) to run it in this process."
-        )
+    def __call__(self, *args: Any, **kwargs: Any) -> MethodsOf:
+        """An object whose `@method()`s run in the class's containers: `Model().predict.remote(x)`."""
+        if args or kwargs:
+            raise InvalidError(
+                f"{self.name}(...) with arguments: parametrized classes are not supported; set the values "
+                "in an @enter() method instead."
+            )
+
+        def lookup(method: str) -> Function:
+            function = self.functions.get(method)
+            if function is None:
+                raise AttributeError(f"{self.name} has no @method() or web method named {method!r}")
+            return function
+
+        return MethodsOf(lookup)
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> RemoteCls:
+        """A class of a deployed app: `Cls.from_name("app", "Model")().predict.remote(x)`."""
+        return RemoteCls(app_name, name, environment_name)
 
     def __repr__(self) -> str:
         return f"Cls({self.name!r})"

@@ -7,11 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .._client import current_environment
 from ..exceptions import InvalidError, ShipyardError
-from ..spec import AutoscalerSettings, FunctionSpec, Resources, WebConfig
+from ..spec import AutoscalerSettings, FunctionSpec, Resources, RetryPolicy, ScheduleSpec, WebConfig
 from ._attrs import CONCURRENT_ATTR, Registered
+from ._calls import CallMethods, RemoteFunction, bound_app
 from ._image import Image
+from ._schedule import Schedule
 from ._secret import Secret
+from ._volume import Volume, check_mount_path
 
 if TYPE_CHECKING:
     from ._app import App
@@ -38,6 +42,43 @@ def _pick(new_name: str, new_value: Any, old_name: str, old_value: Any) -> Any:
     return old_value
 
 
+class Retries:
+    """`retries=Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=1.0, max_delay=60.0)`."""
+
+    def __init__(self, *, max_retries: int, backoff_coefficient: float = 2.0, initial_delay: float = 1.0,
+                 max_delay: float = 60.0) -> None:
+        _check_number("max_retries", max_retries, minimum=0, integer=True)
+        _check_number("backoff_coefficient", backoff_coefficient, minimum=1, integer=False)
+        _check_number("initial_delay", initial_delay, minimum=0, integer=False)
+        _check_number("max_delay", max_delay, minimum=0, integer=False)
+        self.policy = RetryPolicy(max_retries=max_retries, backoff_coefficient=float(backoff_coefficient),
+                                  initial_delay=float(initial_delay), max_delay=float(max_delay))
+
+
+def parse_volumes(volumes: Mapping[str, object] | None) -> dict[str, Volume]:
+    """Check `volumes=`: Volume objects at paths the hosted product allows."""
+    parsed: dict[str, Volume] = {}
+    for path, volume in (volumes or {}).items():
+        if not isinstance(volume, Volume):
+            raise InvalidError(f"volumes= maps mount paths to Volume objects (Volume.from_name(...)), "
+                               f"not {volume!r}.")
+        if not isinstance(path, str):
+            raise InvalidError(f"Volume mount path {path!r} must be a string.")
+        parsed[check_mount_path(path)] = volume
+    return parsed
+
+
+def _parse_retries(retries: object) -> RetryPolicy | None:
+    if retries is None:
+        return None
+    if isinstance(retries, Retries):
+        return retries.policy
+    _check_number("retries", retries, minimum=0, integer=True)
+    assert isinstance(retries, int)
+    # A bare number retries at once, with the hosted product's default backoff.
+    return RetryPolicy(max_retries=retries)
+
+
 @dataclass
 class FunctionOptions:
     """The settings of `@app.function(...)`/`@app.cls(...)`, validated."""
@@ -49,6 +90,9 @@ class FunctionOptions:
     timeout: float = 300.0
     startup_timeout: float | None = None
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    schedule: ScheduleSpec | None = None
+    retries: RetryPolicy | None = None
     legacy_max_inputs: int | None = None
     """`allow_concurrent_inputs=`, the older form of `@concurrent(max_inputs=...)`."""
 
@@ -61,6 +105,7 @@ class FunctionOptions:
         env: Mapping[str, str] | None,
         gpu: str | Sequence[str] | None,
         cpu: float | None,
+        region: str | None,
         memory: int | None,
         timeout: float,
         startup_timeout: float | None,
@@ -70,6 +115,7 @@ class FunctionOptions:
         scaledown_window: float | None,
         volumes: Mapping[str, object] | None,
         schedule: object,
+        retries: object,
         keep_warm: int | None,
         concurrency_limit: int | None,
         container_idle_timeout: float | None,
@@ -84,12 +130,9 @@ class FunctionOptions:
         env_dict = dict(env or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env_dict.items()):
             raise InvalidError(f"env= takes a dict of strings to strings, not {env!r}.")
-        if volumes:
-            raise ShipyardError("Volumes are not supported yet: remove volumes= from the decorator.")
-        if schedule is not None:
-            raise ShipyardError(
-                "Scheduled functions are not supported yet: remove schedule= from the decorator."
-            )
+        parsed_volumes = parse_volumes(volumes)
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise InvalidError(f"schedule= takes Period(...) or Cron(...), not {schedule!r}.")
 
         min_c = _pick("min_containers", min_containers, "keep_warm", keep_warm)
         max_c = _pick("max_containers", max_containers, "concurrency_limit", concurrency_limit)
@@ -113,6 +156,8 @@ class FunctionOptions:
             _check_number("cpu", cpu, minimum=0, integer=False, strict=True)
         if memory is not None:
             _check_number("memory", memory, minimum=0, integer=True, strict=True)
+        if region is not None and (not isinstance(region, str) or not region):
+            raise InvalidError(f"region= takes a region name such as 'eu-west', not {region!r}.")
         if gpu is not None and not isinstance(gpu, str):
             gpus = list(gpu) if isinstance(gpu, Sequence) else []
             if not gpus or not all(isinstance(g, str) for g in gpus):
@@ -124,13 +169,17 @@ class FunctionOptions:
             image=image,
             secrets=secret_list,
             env=env_dict,
-            resources=Resources(cpu=None if cpu is None else float(cpu), memory=memory, gpu=gpu),
+            resources=Resources(cpu=None if cpu is None else float(cpu), memory=memory, gpu=gpu,
+                                region=region),
             timeout=float(timeout),
             startup_timeout=None if startup_timeout is None else float(startup_timeout),
             autoscaler=AutoscalerSettings(
                 min_containers=min_c, max_containers=max_c, buffer_containers=buffer_containers,
                 scaledown_window=float(window), max_inputs=allow_concurrent_inputs or 1,
             ),
+            volumes=parsed_volumes,
+            schedule=None if schedule is None else schedule.spec.model_copy(),
+            retries=_parse_retries(retries),
             legacy_max_inputs=allow_concurrent_inputs,
         )
 
@@ -148,7 +197,7 @@ class FunctionOptions:
         return autoscaler
 
 
-class Function(Registered):
+class Function(Registered, CallMethods):
     """A registered function of an `App`. `.raw_f` is the user's callable; `.spec` its wire description."""
 
     decorator = "@app.function()"
@@ -191,6 +240,7 @@ class Function(Registered):
     def spec(self) -> FunctionSpec:
         """The wire form. Resolves images and secrets, so it reads local files: call it at deploy time."""
         secrets = [*self.app.secrets, *self._options.secrets]
+        volumes = {**self.app.volumes, **self._options.volumes}
         return FunctionSpec(
             tag=self.tag,
             qualname=self._qualname,
@@ -205,6 +255,10 @@ class Function(Registered):
             timeout=self._options.timeout,
             startup_timeout=self._options.startup_timeout,
             autoscaler=self._autoscaler.model_copy(),
+            volumes={path: volume.name for path, volume in volumes.items()},
+            create_volumes=sorted({v.name for v in volumes.values() if v.create_if_missing}),
+            retries=None if self._options.retries is None else self._options.retries.model_copy(),
+            schedule=None if self._options.schedule is None else self._options.schedule.model_copy(),
         )
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
@@ -215,35 +269,25 @@ class Function(Registered):
             )
         return self.raw_f(*args, **kwargs)
 
-    def _unsupported(self, what: str) -> NoReturn:
-        raise ShipyardError(
-            f"{self.tag}.{what}() is not supported yet: Shipyard serves functions as web endpoints only. "
-            f"Call the function's URL, or use {self.tag}.local() to run it in this process."
-        )
+    @classmethod
+    def from_name(cls, app_name: str, name: str, *, environment_name: str | None = None) -> RemoteFunction:
+        """A function of a deployed app; `NotFoundError` on the first call if there is none."""
+        return RemoteFunction(app_name, name, environment_name)
 
-    def remote(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("remote")
+    def _target(self) -> tuple[str, str, str]:
+        name, _app_id = bound_app(self.app.bound_name or self.app.name, self.app.bound_id)
+        if name is None:
+            raise InvalidError(
+                f"{self.tag} belongs to an App without a name: give the App a name and deploy it, or run it "
+                "with `shipyard run`; or use Function.from_name(app_name, name)."
+            )
+        return name, self.app.bound_environment or current_environment(), self.tag
 
-    def remote_gen(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("remote_gen")
+    def _local_web(self) -> bool:
+        return self._web is not None
 
-    def spawn(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("spawn")
-
-    def map(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("map")
-
-    def starmap(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("starmap")
-
-    def for_each(self, *args: Any, **kwargs: Any) -> NoReturn:
-        self._unsupported("for_each")
-
-    def get_web_url(self) -> NoReturn:
-        raise ShipyardError(
-            f"{self.tag}.get_web_url() is not supported yet: `shipyard deploy` prints the URL of every "
-            "web function."
-        )
+    def _app_id(self) -> str | None:
+        return bound_app(self.app.bound_name or self.app.name, self.app.bound_id)[1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise InvalidError(

@@ -173,6 +173,11 @@ def _loading(path: Path) -> Iterator[LoadedApp]:
             sys.modules.pop(name, None)
 
 
+def open_app(path: Path) -> contextlib.AbstractContextManager[LoadedApp]:
+    """Import the app file for code that runs it in this process (`shipyard run`); forgotten on exit."""
+    return _loading(path)
+
+
 def load_app(path: Path) -> App:
     """Import the app file at `path` and return its App: the variable `app`, else the only App in it.
 

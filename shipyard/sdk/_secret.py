@@ -1,4 +1,4 @@
-"""`Secret` (environment variables injected into containers) and `Volume` (not supported yet)."""
+"""`Secret`: environment variables injected into containers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .._labels import validate_object_name
-from ..exceptions import InvalidError, ShipyardError
+from ..exceptions import InvalidError
 from ..spec import SecretSpec
 
 
@@ -72,13 +72,3 @@ class Secret:
 
         return cls(resolve, f"from_dotenv({str(start)!r}, filename={filename!r})")
 
-
-class Volume:
-    """Persistent storage shared between containers. Not supported yet."""
-
-    @classmethod
-    def from_name(cls, name: str, *args: object, **kwargs: object) -> Volume:
-        raise ShipyardError(
-            f"Volumes are not supported yet (Volume.from_name({name!r})): keep data in the image with "
-            "Image.add_local_dir, or in an external store."
-        )

@@ -20,9 +20,18 @@ from ..exceptions import (
     NotFoundError,
     ShipyardError,
 )
-from ..spec import AppInfo, DeployRequest, ProxyTokenCreated, ProxyTokenInfo, SecretInfo
+from ..spec import AppInfo, AutoscalerSettings, DeployRequest, ProxyTokenCreated, ProxyTokenInfo, SecretInfo
 from ._credentials import admin_token_matches
 from ._platform import Platform
+
+
+class ScaleRequest(BaseModel):
+    """Only the fields given change."""
+
+    min_containers: int | None = None
+    max_containers: int | None = None
+    buffer_containers: int | None = None
+    scaledown_window: float | None = None
 
 
 class SecretCreate(BaseModel):
@@ -90,6 +99,12 @@ def create_api(platform: Platform, admin_token: str) -> FastAPI:
     def heartbeat(app_id: str) -> dict[str, bool]:
         store.touch_heartbeat(app_id, time.time())
         return {"ok": True}
+
+    @api.post("/api/apps/{name}/functions/{tag}/scale", dependencies=admin)
+    async def scale_function(
+        name: str, tag: str, body: ScaleRequest, env: str = "main"
+    ) -> AutoscalerSettings:
+        return await platform.scale_function(name, env, tag, body.model_dump(exclude_none=True))
 
     @api.get("/api/apps/{name}/logs", dependencies=admin)
     async def app_logs(name: str, env: str = "main", follow: bool = False) -> StreamingResponse:

@@ -63,6 +63,70 @@ MIGRATIONS: list[str] = [
         revoked_at  REAL
     );
     """,
+    # 3: LLM endpoints and the usage meter (compute seconds, tokens, cost per endpoint and app).
+    """
+    CREATE TABLE endpoints (
+        endpoint_id   TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        environment   TEXT NOT NULL,
+        app_id        TEXT,
+        status        TEXT NOT NULL,
+        status_reason TEXT,
+        spec          TEXT NOT NULL,
+        created_at    REAL NOT NULL,
+        UNIQUE (name, environment)
+    );
+
+    CREATE TABLE usage (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment   TEXT NOT NULL,
+        subject_kind  TEXT NOT NULL,
+        subject_id    TEXT NOT NULL,
+        subject_name  TEXT NOT NULL,
+        at            REAL NOT NULL,
+        seconds       REAL NOT NULL DEFAULT 0,
+        gpu_seconds   REAL NOT NULL DEFAULT 0,
+        cpu_seconds   REAL NOT NULL DEFAULT 0,
+        cost          REAL NOT NULL DEFAULT 0,
+        requests      INTEGER NOT NULL DEFAULT 0,
+        tokens_in     INTEGER NOT NULL DEFAULT 0,
+        tokens_out    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_subject ON usage (environment, subject_kind, subject_name);
+    """,
+    # 4: spawned function calls and their results; Dicts. Results, keys and values are the user's
+    # cloudpickled payloads (opaque BLOBs), not control-plane state. A `serve`/`run` session may share its
+    # name with the deployed app (one live app per name, environment and state).
+    """
+    DROP INDEX apps_live_name;
+    CREATE UNIQUE INDEX apps_live_name_state ON apps (name, environment, state) WHERE state != 'stopped';
+
+    CREATE TABLE calls (
+        call_id     TEXT PRIMARY KEY,
+        function_id TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+        outcome     TEXT,
+        result      BLOB,
+        created_at  REAL NOT NULL,
+        finished_at REAL
+    );
+
+    CREATE TABLE dicts (
+        name        TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (name, environment)
+    );
+
+    CREATE TABLE dict_entries (
+        name        TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        key         BLOB NOT NULL,
+        value       BLOB NOT NULL,
+        PRIMARY KEY (name, environment, key),
+        FOREIGN KEY (name, environment) REFERENCES dicts (name, environment) ON DELETE CASCADE
+    );
+    """,
 ]
 
 

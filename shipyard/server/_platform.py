@@ -16,11 +16,12 @@ from pathlib import Path
 from .._labels import default_label, host_label
 from .._paths import HomeLayout
 from .._tokens import new_id
-from ..exceptions import AlreadyExistsError, InvalidError, ShipyardError
+from ..exceptions import AlreadyExistsError, InvalidError, NotFoundError, ShipyardError
 from ..proxy import RoutingTable
 from ..spec import (
     AppInfo,
     AppSpec,
+    AutoscalerSettings,
     DeployedFunction,
     DeployRequest,
     DeployResponse,
@@ -31,6 +32,7 @@ from ._images import BuiltImage, ImageBuilder
 from ._logs import AppLogs
 from ._scheduler import FunctionDeployment, Scheduler
 from ._store import AppRecord, Store
+from ._volumes import VolumeStore
 
 Progress = Callable[[str], None]
 EPHEMERAL_TTL = 30.0
@@ -73,7 +75,12 @@ class Platform:
         table: RoutingTable,
         logs: AppLogs,
         settings: PlatformSettings,
+        volumes: VolumeStore | None = None,
+        caller_env: dict[str, str] | None = None,
     ) -> None:
+        self.volumes = volumes
+        self.caller_env = dict(caller_env or {})
+        """Reaches every container with the secrets: how its code calls the control plane (socket, token)."""
         self.layout = layout
         self.store = store
         self.builder = builder
@@ -89,6 +96,10 @@ class Platform:
         app = request.app
         environment = request.environment
         secret_envs = [await self._resolve_secrets(f, environment) for f in app.functions]
+        for function in app.functions:
+            await self.scheduler.check_placement(function)
+        if self.volumes is not None:
+            await asyncio.to_thread(self.volumes.prepare, app, environment)
         bundle_dir = await asyncio.to_thread(self._store_bundle, request.bundle)
         async with self._deploy_lock:
             labels = self._labels(app, environment, ephemeral=request.ephemeral)
@@ -143,12 +154,18 @@ class Platform:
             labels[function.tag] = host_label(self.settings.workspace, environment, label, dev=ephemeral)
         return labels
 
+    def web_url(self, record: AppRecord, tag: str) -> str | None:
+        """The URL of a web function of a live app; None for other functions."""
+        label = self._labels(record.spec, record.environment, ephemeral=record.state == "ephemeral").get(tag)
+        return None if label is None else self.settings.url(label)
+
     def _check_label_conflicts(self, labels: dict[str, str], app_name: str, environment: str) -> None:
         for tag, label in labels.items():
             entry = self.table.lookup(label)
-            if entry is not None and (entry.route.app_name, entry.route.environment) != (app_name, environment):
+            owner = None if entry is None else (entry.route.app_name, entry.route.environment)
+            if owner is not None and owner != (app_name, environment):
                 raise AlreadyExistsError(
-                    f"The URL label of '{tag}' ({label}) is already used by app '{entry.route.app_name}'; "
+                    f"The URL label of '{tag}' ({label}) is already used by app '{owner[0]}'; "
                     "choose another label or stop that app"
                 )
 
@@ -189,6 +206,7 @@ class Platform:
                     requires_proxy_auth=function.web.requires_proxy_auth,
                     timeout=function.timeout,
                     max_inputs=function.autoscaler.max_inputs,
+                    region=function.resources.region,
                 )
             deployments.append(
                 FunctionDeployment(
@@ -202,9 +220,12 @@ class Platform:
                     bundle_dir=record.bundle_dir,
                     python=built.python,
                     python_path=list(built.python_path),
-                    env=dict(built.env) | function.env | IN_CONTAINER_ENV,
-                    mounts=list(built.mounts),
-                    secret_env=secret_env,
+                    env=dict(built.env) | function.env | IN_CONTAINER_ENV
+                    | {"SHIPYARD_APP_NAME": record.name, "SHIPYARD_APP_ID": record.app_id,
+                       "SHIPYARD_ENVIRONMENT": record.environment},
+                    mounts=list(built.mounts)
+                    + ([] if self.volumes is None else self.volumes.mounts(function, record.environment)),
+                    secret_env=secret_env | self.caller_env,
                     route=route,
                 )
             )
@@ -291,6 +312,36 @@ class Platform:
             )
         return infos
 
+    async def scale_function(
+        self, name: str, environment: str, tag: str, changes: dict[str, int | float | None]
+    ) -> AutoscalerSettings:
+        """Change the scaling settings of a running function without a redeploy (kept across restarts)."""
+        record = await asyncio.to_thread(self.store.find_app, name, environment)
+        functions = {f.tag: f for f in await asyncio.to_thread(self.store.list_functions, record.app_id)}
+        function = functions.get(tag)
+        if function is None:
+            known = ", ".join(sorted(functions)) or "none"
+            raise NotFoundError(f"App '{name}' has no function '{tag}'; its functions: {known}")
+        settings = AutoscalerSettings.model_validate(function.spec.autoscaler.model_dump() | changes)
+        _check_scaling(settings)
+        await asyncio.to_thread(self.store.set_autoscaler, record.app_id, tag, settings)
+        self.scheduler.set_autoscaler(function.function_id, settings)
+        self.logs.platform(
+            record.app_id,
+            f"scaling of {tag} changed: min {settings.min_containers}, max {settings.max_containers}, "
+            f"buffer {settings.buffer_containers}, scaledown window {settings.scaledown_window:g} s",
+        )
+        return settings
+
     async def refresh_tokens(self) -> None:
         self.table.set_tokens(await asyncio.to_thread(self.store.active_token_hashes))
 
+
+
+def _check_scaling(settings: AutoscalerSettings) -> None:
+    if settings.min_containers < 0 or settings.buffer_containers < 0:
+        raise InvalidError("min_containers and buffer_containers must be >= 0")
+    if settings.max_containers is not None and settings.max_containers < max(1, settings.min_containers):
+        raise InvalidError("max_containers must be >= 1 and >= min_containers")
+    if settings.scaledown_window <= 0:
+        raise InvalidError("scaledown_window must be > 0 seconds")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -19,9 +20,9 @@ from typing import Any
 from .._tokens import new_id
 from ..autoscaler import ContainerView, Sample, decide
 from ..exceptions import ContainerError
-from ..proxy import Container, FunctionPool, RoutingTable, open_upstream
+from ..proxy import Container, FunctionPool, Metrics, PoolState, RoutingTable, open_upstream
 from ..runtime import ExitInfo, Runtime
-from ..spec import ContainerSpec, FunctionSpec, Mount, Route
+from ..spec import AutoscalerSettings, ContainerSpec, FunctionSpec, Mount, Route
 from ._logs import AppLogs
 
 STABLE_WINDOW = 60.0
@@ -51,6 +52,29 @@ class FunctionDeployment:
     route: Route | None
 
 
+@dataclass(frozen=True)
+class ContainerSnapshot:
+    container_id: str
+    state: str
+    """`starting`, `running` or `draining`."""
+    version: int
+    age: float | None
+    """Seconds since the container became ready; None while it is starting."""
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class FunctionSnapshot:
+    """A read-only view of one function's pool, for the dashboard."""
+
+    function_id: str
+    tag: str
+    version: int
+    queued: int
+    in_flight: int
+    containers: list[ContainerSnapshot]
+
+
 @dataclass(eq=False)
 class _Managed:
     deployment: FunctionDeployment
@@ -73,7 +97,11 @@ class Scheduler:
         logs: AppLogs,
         clock: Callable[[], float] = time.monotonic,
         tick: float = 0.25,
+        max_queue: int = 1000,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._max_queue = max_queue
+        self._metrics = metrics
         self._runtime = runtime
         self._table = table
         self._run_dir = run_dir
@@ -102,6 +130,7 @@ class Scheduler:
                     version=deployment.version,
                     clock=self._clock,
                     on_demand=self.wake,
+                    max_queue=self._max_queue,
                 )
                 managed = _Managed(deployment, pool)
                 self._functions[deployment.function_id] = managed
@@ -131,8 +160,77 @@ class Scheduler:
             if m.deployment.app_id == app_id
         )
 
+    def snapshot(self, app_id: str) -> list[FunctionSnapshot]:
+        """The current functions of the app with their containers (starting, running, draining)."""
+        now = self._clock()
+        snapshots = []
+        for managed in self._functions.values():
+            if managed.deployment.app_id != app_id:
+                continue
+            pool = managed.pool
+            containers = [
+                ContainerSnapshot(
+                    container_id=c.container_id,
+                    state="draining" if c.draining or c.container_id in managed.stopping else "running",
+                    version=c.version,
+                    age=now - c.started_at,
+                    in_flight=c.in_flight,
+                )
+                for c in pool.containers.values()
+            ]
+            containers.extend(
+                ContainerSnapshot(container_id=cid, state="starting", version=managed.deployment.version,
+                                  age=None, in_flight=0)
+                for cid in managed.starting
+            )
+            snapshots.append(FunctionSnapshot(
+                function_id=managed.deployment.function_id,
+                tag=managed.deployment.spec.tag,
+                version=managed.deployment.version,
+                queued=pool.queued,
+                in_flight=pool.in_flight,
+                containers=containers,
+            ))
+        return snapshots
+
+    def pool_states(self) -> list[PoolState]:
+        """Every function's pool, for the metrics scrape."""
+        return [
+            PoolState(m.deployment.app_name, m.deployment.spec.tag, m.pool, len(m.starting))
+            for m in self._functions.values()
+        ]
+
+    def set_autoscaler(self, function_id: str, settings: AutoscalerSettings) -> None:
+        """Change a running function's scaling settings; the next reconcile applies them."""
+        managed = self._functions.get(function_id)
+        if managed is None:
+            raise ContainerError(f"function {function_id} is not running")
+        spec = managed.deployment.spec.model_copy(update={"autoscaler": settings})
+        managed.deployment = dataclasses.replace(managed.deployment, spec=spec)
+        self.wake()
+
+    def running(self) -> list[tuple[FunctionDeployment, int, int, int]]:
+        """(deployment, containers serving, starting, draining) per function.
+
+        For endpoint status and the usage meter: every container counted here is running.
+        """
+        result = []
+        for m in self._functions.values():
+            serving = sum(1 for c in m.pool.containers.values() if not c.draining)
+            result.append((m.deployment, serving, len(m.starting), len(m.pool.containers) - serving))
+        return result
+
+    def pool(self, function_id: str) -> FunctionPool | None:
+        """The pool of a function of a live app, for calls from Python (they queue like web requests)."""
+        managed = self._functions.get(function_id)
+        return None if managed is None else managed.pool
+
     def wake(self) -> None:
         self._wake.set()
+
+    async def check_placement(self, spec: FunctionSpec) -> None:
+        """Refuse at deploy time a function no runtime node could ever run (InvalidError)."""
+        await self._runtime.check_placement(spec.resources)
 
     async def run(self) -> None:
         while True:
@@ -260,10 +358,7 @@ class Scheduler:
             return
         finally:
             managed.starting.pop(spec.container_id, None)
-        self._logs.platform(
-            spec.app_id,
-            f"container {spec.container_id} ready in {self._clock() - started:.3f} s",
-        )
+        self._record_cold_start(spec, self._clock() - started)
         managed.failures = 0
         container = Container(
             container_id=spec.container_id,
@@ -277,10 +372,24 @@ class Scheduler:
         if managed.retired:
             self._stop(managed, spec.container_id)
 
+    def _record_cold_start(self, spec: ContainerSpec, seconds: float) -> None:
+        reported = self._runtime.phases(spec.container_id)
+        # What the container did not account for is the runtime's: process, sandbox and interpreter start.
+        phases = [("spawn", max(0.0, seconds - sum(s for _name, s in reported))), *reported]
+        if self._metrics is not None:
+            self._metrics.cold_start(spec.app_name, spec.function.tag, seconds, phases)
+        self._logs.platform(
+            spec.app_id,
+            f"container {spec.container_id} ready in {seconds:.3f} s (cold start: "
+            + ", ".join(f"{name} {phase_s:.3f} s" for name, phase_s in phases) + ")",
+        )
+
     def _stop(self, managed: _Managed, container_id: str) -> None:
         if container_id in managed.stopping:
             return
         managed.stopping.add(container_id)
+        # Draining now, not when the task first runs: no request may be handed to it in between.
+        managed.pool.mark_draining(container_id)
         self._spawn(self._drain_and_stop(managed, container_id))
 
     async def _drain_and_stop(self, managed: _Managed, container_id: str) -> None:

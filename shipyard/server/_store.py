@@ -21,7 +21,15 @@ from typing import Any, cast
 from shipyard._tokens import hash_secret, new_id, new_proxy_token
 from shipyard.exceptions import AlreadyExistsError, InvalidError, NotFoundError
 from shipyard.server._migrations import migrate
-from shipyard.spec import AppSpec, AppState, FunctionSpec, ProxyTokenCreated, ProxyTokenInfo, SecretInfo
+from shipyard.spec import (
+    AppSpec,
+    AppState,
+    AutoscalerSettings,
+    FunctionSpec,
+    ProxyTokenCreated,
+    ProxyTokenInfo,
+    SecretInfo,
+)
 
 _SECRET_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -236,6 +244,24 @@ class Store:
             (app_id,))
         return [FunctionRecord(function_id=row["function_id"], app_id=row["app_id"], tag=row["tag"],
                                spec=FunctionSpec.model_validate_json(row["spec_json"])) for row in rows]
+
+    def set_autoscaler(self, app_id: str, tag: str, settings: AutoscalerSettings) -> None:
+        """Persist scaling settings changed on a running app, in the app's spec and the function row
+        (so a restart restores them; the next deploy replaces them with the code's)."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT version, spec_json FROM apps WHERE app_id = ?", (app_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"App {app_id!r} not found")
+            spec = AppSpec.model_validate_json(row["spec_json"])
+            functions = [f.model_copy(update={"autoscaler": settings}) if f.tag == tag else f
+                         for f in spec.functions]
+            changed = next((f for f in functions if f.tag == tag), None)
+            if changed is None:
+                raise NotFoundError(f"App {app_id!r} has no function {tag!r}")
+            conn.execute("UPDATE apps SET spec_json = ? WHERE app_id = ?",
+                         (spec.model_copy(update={"functions": functions}).model_dump_json(), app_id))
+            conn.execute("UPDATE functions SET spec_json = ? WHERE app_id = ? AND tag = ? AND version = ?",
+                         (changed.model_dump_json(), app_id, tag, row["version"]))
 
     # -- secrets ------------------------------------------------------------------------------------------
 

@@ -54,8 +54,12 @@ def overhead(report: Report, server: Server, host: str, seconds: float, workdir:
     binary = ensure_nginx()
     if binary is not None:
         version = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
-        targets.append((Target(f"nginx ({version.split('/')[-1]}, 1 worker)", "container"),
-                        lambda: nginx(binary, workdir / "nginx", sockets[0])))
+        targets.append(
+            (
+                Target(f"nginx ({version.split('/')[-1]}, 1 worker)", "container"),
+                lambda: nginx(binary, workdir / "nginx", sockets[0]),
+            )
+        )
     else:
         notes.append("nginx: not installable here, so not measured.")
     ray_python, ray_version = ensure_ray()
@@ -65,19 +69,25 @@ def overhead(report: Report, server: Server, host: str, seconds: float, workdir:
         notes.append(f"Ray Serve: not measured ({ray_version}).")
 
     results: dict[str, Stats] = {}
-    report.add("## Proxy overhead", "",
-               f"Trivial `async` FastAPI endpoint (`bench/apps/ping.py`), closed loop, {seconds:g} s per run "
-               "after 1 s warm-up; latency per request in ms.", "",
-               "| target | connections | req/s | p50 ms | p99 ms | failed |",
-               "| --- | ---: | ---: | ---: | ---: | ---: |")
+    report.add(
+        "## Proxy overhead",
+        "",
+        f"Trivial `async` FastAPI endpoint (`bench/apps/ping.py`), closed loop, {seconds:g} s per run "
+        "after 1 s warm-up; latency per request in ms.",
+        "",
+        "| target | connections | req/s | p50 ms | p99 ms | failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    )
     for target, context in targets:
         with context() if context is not None else contextlib.nullcontext(target.port) as port:
             bound = Target(target.name, target.host_header, uds=target.uds, port=port)
             for connections in (1, 32):
                 stats = uvloop.run(closed_loop(bound, connections, seconds))
                 results[f"{target.name}/{connections}"] = stats
-                report.add(f"| {target.name} | {connections} | {stats.rps:.0f} | {ms(stats.percentile(50))} | "
-                           f"{ms(stats.percentile(99))} | {stats.failed} |")
+                report.add(
+                    f"| {target.name} | {connections} | {stats.rps:.0f} | {ms(stats.percentile(50))} | "
+                    f"{ms(stats.percentile(99))} | {stats.failed} |"
+                )
     report.add("", *notes)
     return results
 
@@ -85,15 +95,33 @@ def overhead(report: Report, server: Server, host: str, seconds: float, workdir:
 def profile_proxy(report: Report, server: Server, host: str) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], capture_output=True, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "py-spy"], capture_output=True, check=False
+        )
     if not Path(py_spy).exists() or server.process is None:
         report.add("", "Profile: py-spy is not installable here; no profile taken.")
         return
     out = BENCH / "profile-proxy.txt"
     raw = BENCH / "profile-proxy.collapsed"
-    record = subprocess.Popen([py_spy, "record", "--pid", str(server.process.pid), "--duration", "6",
-                               "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--duration",
+            "6",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = Target("Shipyard proxy", host, port=server.port)
     uvloop.run(closed_loop(target, 32, 6, warmup=0.5))
     record.wait(60)
@@ -101,8 +129,11 @@ def profile_proxy(report: Report, server: Server, host: str) -> None:
         report.add("", "Profile: py-spy could not attach to the server; no profile taken.")
         return
     out.write_text(_summarize_profile(raw))
-    report.add("", "Profile of the server under 32 connections: `bench/profile-proxy.collapsed` (py-spy, "
-               "collapsed stacks; open with any flame graph tool), summary in `bench/profile-proxy.txt`.")
+    report.add(
+        "",
+        "Profile of the server under 32 connections: `bench/profile-proxy.collapsed` (py-spy, "
+        "collapsed stacks; open with any flame graph tool), summary in `bench/profile-proxy.txt`.",
+    )
 
 
 def _summarize_profile(raw: Path) -> str:
@@ -118,15 +149,24 @@ def _summarize_profile(raw: Path) -> str:
         for frame in set(stack.split(";")):
             inclusive[frame] = inclusive.get(frame, 0) + count
     rows = sorted(inclusive.items(), key=lambda item: -item[1])[:40]
-    return "\n".join([f"{total} samples; inclusive share of each frame:",
-                      *(f"{100 * n / total:5.1f}%  {frame}" for frame, n in rows)]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"{total} samples; inclusive share of each frame:",
+                *(f"{100 * n / total:5.1f}%  {frame}" for frame, n in rows),
+            ]
+        )
+        + "\n"
+    )
 
 
 def cold_starts(report: Report, server: Server, tries: int) -> tuple[float, float]:
     host = server.deploy("cold.py")
     cold: list[float] = []
     warm: list[float] = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Host": host}, timeout=60) as client:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}", headers={"Host": host}, timeout=60
+    ) as client:
         for _ in range(tries):
             server.wait_containers("bench-cold", lambda n: n == 0)
             started = time.perf_counter()
@@ -137,29 +177,42 @@ def cold_starts(report: Report, server: Server, tries: int) -> tuple[float, floa
             warm.append(time.perf_counter() - started)
     q = statistics.quantiles(cold, n=20)
     cold_p50, cold_p95, warm_p50 = statistics.median(cold), q[18], statistics.median(warm)
-    report.add("", "## Cold start", "",
-               f"`bench/apps/cold.py` (FastAPI endpoint, scales to zero 0.5 s after a request): {tries} tries, "
-               "each waiting for zero containers, then timing the first request (from zero) and a second "
-               "one (warm), with one keep-alive client.", "",
-               "| measure | p50 ms | p95 ms |", "| --- | ---: | ---: |",
-               f"| time to first response from zero | {ms(cold_p50)} | {ms(cold_p95)} |",
-               f"| warm request right after | {ms(warm_p50)} | {ms(statistics.quantiles(warm, n=20)[18])} |",
-               f"| cold minus warm | {ms(cold_p50 - warm_p50)} | |")
+    report.add(
+        "",
+        "## Cold start",
+        "",
+        f"`bench/apps/cold.py` (FastAPI endpoint, scales to zero 0.5 s after a request): {tries} tries, "
+        "each waiting for zero containers, then timing the first request (from zero) and a second "
+        "one (warm), with one keep-alive client.",
+        "",
+        "| measure | p50 ms | p95 ms |",
+        "| --- | ---: | ---: |",
+        f"| time to first response from zero | {ms(cold_p50)} | {ms(cold_p95)} |",
+        f"| warm request right after | {ms(warm_p50)} | {ms(statistics.quantiles(warm, n=20)[18])} |",
+        f"| cold minus warm | {ms(cold_p50 - warm_p50)} | |",
+    )
     phases = [line for line in server.cli("app", "logs", "bench-cold").splitlines() if "cold start:" in line]
     if phases:
-        report.add("", "Phases of the last cold start (from `shipyard app logs bench-cold`):", "",
-                   f"    {phases[-1].strip()}")
+        report.add(
+            "",
+            "Phases of the last cold start (from `shipyard app logs bench-cold`):",
+            "",
+            f"    {phases[-1].strip()}",
+        )
     return cold_p50, warm_p50
 
 
-def _load_while(target: Target, rate: float, seconds: float, action: Callable[[], None] | None,
-                at: float) -> Stats:
+def _load_while(
+    target: Target, rate: float, seconds: float, action: Callable[[], None] | None, at: float
+) -> Stats:
     """Open-loop load; `action` runs in a thread `at` seconds in."""
     thread = None
     if action is not None:
+
         def delayed() -> None:
             time.sleep(at)
             action()
+
         thread = threading.Thread(target=delayed)
         thread.start()
     stats = uvloop.run(open_loop(target, rate, seconds))
@@ -172,18 +225,25 @@ def step_load(report: Report, server: Server, step_seconds: float) -> int:
     host = server.deploy("work.py")
     server.wait_containers("bench-work", lambda n: n == 0)
     target = Target("work", host, port=server.port)
-    report.add("", "## Step load", "",
-               f"`bench/apps/work.py` (20 ms of awaited work, 20 concurrent inputs per container), from zero "
-               f"containers, open loop {step_seconds:g} s per step; latency from each request's scheduled "
-               "send time.", "",
-               "| step req/s | sent | failed | p50 ms | p99 ms | containers after |",
-               "| ---: | ---: | ---: | ---: | ---: | ---: |")
+    report.add(
+        "",
+        "## Step load",
+        "",
+        f"`bench/apps/work.py` (20 ms of awaited work, 20 concurrent inputs per container), from zero "
+        f"containers, open loop {step_seconds:g} s per step; latency from each request's scheduled "
+        "send time.",
+        "",
+        "| step req/s | sent | failed | p50 ms | p99 ms | containers after |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    )
     failed = 0
     for rate in (50, 200, 400):
         stats = _load_while(target, rate, step_seconds, None, 0)
         failed += stats.failed
-        report.add(f"| {rate} | {sum(stats.statuses.values())} | {stats.failed} | {ms(stats.percentile(50))} | "
-                   f"{ms(stats.percentile(99))} | {server.containers('bench-work')} |")
+        report.add(
+            f"| {rate} | {sum(stats.statuses.values())} | {stats.failed} | {ms(stats.percentile(50))} | "
+            f"{ms(stats.percentile(99))} | {server.containers('bench-work')} |"
+        )
         if stats.failed:
             report.add(f"| | failures: {dict(stats.statuses)} | | | | |")
     return failed
@@ -192,12 +252,22 @@ def step_load(report: Report, server: Server, step_seconds: float) -> int:
 def under_load(report: Report, server: Server) -> int:
     host = server.deploy("work.py")
     target = Target("work", host, port=server.port)
-    report.add("", "## Redeploy and scale-down under load", "",
-               "| run | load | sent | failed | p99 ms |", "| --- | --- | ---: | ---: | ---: |")
+    report.add(
+        "",
+        "## Redeploy and scale-down under load",
+        "",
+        "| run | load | sent | failed | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: |",
+    )
 
-    redeploy = _load_while(target, 200, 12, lambda: server.deploy("work.py"), 3)
-    report.add(f"| redeploy at 3 s (`shipyard deploy bench/apps/work.py`) | 200 req/s, 12 s | "
-               f"{sum(redeploy.statuses.values())} | {redeploy.failed} | {ms(redeploy.percentile(99))} |")
+    def redeploy_now() -> None:
+        server.deploy("work.py")
+
+    redeploy = _load_while(target, 200, 12, redeploy_now, 3)
+    report.add(
+        f"| redeploy at 3 s (`shipyard deploy bench/apps/work.py`) | 200 req/s, 12 s | "
+        f"{sum(redeploy.statuses.values())} | {redeploy.failed} | {ms(redeploy.percentile(99))} |"
+    )
 
     server.cli("app", "scale", "bench-work", "work", "--min", "4", "--scaledown-window", "1")
     server.wait_containers("bench-work", lambda n: n >= 4)
@@ -208,9 +278,11 @@ def under_load(report: Report, server: Server) -> int:
     before = server.containers("bench-work")
     scaled = _load_while(target, 200, 12, scale_down, 2)
     after = server.containers("bench-work")
-    report.add(f"| scale-down at 2 s (`shipyard app scale bench-work work --min 0`; {before} → {after} "
-               f"containers) | 200 req/s, 12 s | {sum(scaled.statuses.values())} | {scaled.failed} | "
-               f"{ms(scaled.percentile(99))} |")
+    report.add(
+        f"| scale-down at 2 s (`shipyard app scale bench-work work --min 0`; {before} → {after} "
+        f"containers) | 200 req/s, 12 s | {sum(scaled.statuses.values())} | {scaled.failed} | "
+        f"{ms(scaled.percentile(99))} |"
+    )
     for stats in (redeploy, scaled):
         if stats.failed:
             report.add(f"| | failures: {dict(stats.statuses)} | | | |")
@@ -234,14 +306,25 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=10.0)
     args = parser.parse_args()
     report = Report()
-    report.add("# Shipyard benchmarks", "",
-               f"Produced by `make bench` (`python -m bench --seconds {args.seconds:g} --cold-tries "
-               f"{args.cold_tries} --step-seconds {args.step_seconds:g}`) on {time.strftime('%Y-%m-%d')}.", "",
-               "Machine:", "", *(f"- {line}" for line in machine()), "",
-               "Load generator: `bench/_load.py` for every run (raw HTTP/1.1 keep-alive over asyncio + uvloop, "
-               "one process, on the same cores as the servers it measures). Servers: `shipyard server "
-               f"{' '.join(SERVER_ARGS)}` (local runtime, bubblewrap sandbox when installed).", "")
-    with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp, running_server(Path(tmp) / "home") as server:
+    report.add(
+        "# Shipyard benchmarks",
+        "",
+        f"Produced by `make bench` (`python -m bench --seconds {args.seconds:g} --cold-tries "
+        f"{args.cold_tries} --step-seconds {args.step_seconds:g}`) on {time.strftime('%Y-%m-%d')}.",
+        "",
+        "Machine:",
+        "",
+        *(f"- {line}" for line in machine()),
+        "",
+        "Load generator: `bench/_load.py` for every run (raw HTTP/1.1 keep-alive over asyncio + uvloop, "
+        "one process, on the same cores as the servers it measures). Servers: `shipyard server "
+        f"{' '.join(SERVER_ARGS)}` (local runtime, bubblewrap sandbox when installed).",
+        "",
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp,
+        running_server(Path(tmp) / "home") as server,
+    ):
         host = server.deploy("ping.py")
         server.wait_containers("bench-ping", lambda n: n == 1)
         results = overhead(report, server, host, args.seconds, Path(tmp))
@@ -257,19 +340,27 @@ def main() -> None:
     print(f"wrote {RESULTS}")
 
 
-def targets_table(results: dict[str, Stats], cold_extra: float, failed_steps: int,
-                  failed_changes: int) -> list[str]:
+def targets_table(
+    results: dict[str, Stats], cold_extra: float, failed_steps: int, failed_changes: int
+) -> list[str]:
     def find(prefix: str, connections: int) -> Stats | None:
-        return next((s for k, s in results.items() if k.startswith(prefix) and k.endswith(f"/{connections}")),
-                    None)
+        return next(
+            (s for k, s in results.items() if k.startswith(prefix) and k.endswith(f"/{connections}")), None
+        )
 
     direct1, proxy1, proxy32 = find("direct", 1), find("Shipyard", 1), find("Shipyard", 32)
     nginx32, ray32 = find("nginx", 32), find("Ray", 32)
-    rows = ["## Targets (issue 5, \"Done when\")", "", "| target | wanted | measured | met |",
-            "| --- | --- | --- | --- |"]
+    rows = [
+        '## Targets (issue 5, "Done when")',
+        "",
+        "| target | wanted | measured | met |",
+        "| --- | --- | --- | --- |",
+    ]
 
     def row(name: str, wanted: str, measured: str, met: bool | None) -> None:
-        rows.append(f"| {name} | {wanted} | {measured} | {'n/a' if met is None else 'yes' if met else 'NO'} |")
+        rows.append(
+            f"| {name} | {wanted} | {measured} | {'n/a' if met is None else 'yes' if met else 'NO'} |"
+        )
 
     row("cold start p50 minus warm p50", "≤ 50 ms", f"{ms(cold_extra)} ms", cold_extra <= 0.050)
     if direct1 is not None and proxy1 is not None:
@@ -278,9 +369,9 @@ def targets_table(results: dict[str, Stats], cold_extra: float, failed_steps: in
     if proxy32 is not None:
         if ray32 is not None:
             ratio = proxy32.rps / ray32.rps
-            row("throughput vs Ray Serve (32 connections)", "≥ 3×", f"{ratio:.2f}×", ratio >= 3)
+            row("throughput vs Ray Serve (32 connections)", "≥ 3x", f"{ratio:.2f}x", ratio >= 3)
         else:
-            row("throughput vs Ray Serve (32 connections)", "≥ 3×", "Ray Serve not measured", None)
+            row("throughput vs Ray Serve (32 connections)", "≥ 3x", "Ray Serve not measured", None)
         if nginx32 is not None:
             ratio = proxy32.rps / nginx32.rps
             row("throughput vs nginx (32 connections)", "≥ 50%", f"{100 * ratio:.0f}%", ratio >= 0.5)

@@ -22,7 +22,8 @@ class Target:
     uds: str | None = None
 
     def request(self) -> bytes:
-        return f"GET {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\nUser-Agent: shipyard-bench\r\n\r\n".encode()
+        head = f"GET {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\nUser-Agent: shipyard-bench\r\n\r\n"
+        return head.encode()
 
 
 @dataclass
@@ -124,7 +125,7 @@ async def closed_loop(target: Target, connections: int, seconds: float, warmup: 
     return stats
 
 
-async def open_loop(target: Target, rate: float, seconds: float, timeout: float = 30.0) -> Stats:
+async def open_loop(target: Target, rate: float, seconds: float, limit_s: float = 30.0) -> Stats:
     """`rate` requests/s for `seconds`, each on an idle pooled connection (or a new one)."""
     stats = Stats()
     request = target.request()
@@ -138,7 +139,7 @@ async def open_loop(target: Target, rate: float, seconds: float, timeout: float 
         try:
             if connection is None:
                 connection = await _Connection.open(target)
-            status, keep = await asyncio.wait_for(connection.exchange(request), timeout)
+            status, keep = await asyncio.wait_for(connection.exchange(request), limit_s)
             label = str(status)
         except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
             label, keep = type(exc).__name__, False

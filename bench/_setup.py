@@ -100,10 +100,11 @@ class Server:
         raise RuntimeError(f"containers of {app} never reached the wanted count")
 
     def sockets(self) -> list[Path]:
-        return sorted((self.home / "run").glob("*.sock"))
+        return sorted((self.home / "run").glob("ctr-*.sock"))
 
 
 NGINX_CONF = """
+{user}
 worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
@@ -147,7 +148,9 @@ def nginx(binary: str, workdir: Path, socket_path: Path) -> Iterator[int]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, socket=socket_path, port=port))
+    # As root, nginx's worker would run as nobody and could not open the container's socket.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, dir=workdir, socket=socket_path, port=port))
     process = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -159,7 +162,7 @@ def nginx(binary: str, workdir: Path, socket_path: Path) -> Iterator[int]:
 
 
 def ensure_ray() -> tuple[Path | None, str]:
-    """The Ray Serve venv's python (built once with pip, or $SHIPYARD_BENCH_RAY_PYTHON), or None and why not."""
+    """The Ray Serve venv's python (built once by pip, or $SHIPYARD_BENCH_RAY_PYTHON), or None and why."""
     python = Path(os.environ.get("SHIPYARD_BENCH_RAY_PYTHON") or RAY_VENV / "bin" / "python")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(RAY_VENV)], check=True)
@@ -180,8 +183,7 @@ def ray_serve(python: Path) -> Iterator[int]:
                                text=True)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        if "READY" not in line:
+        if not any("READY" in line for line in process.stdout):
             raise RuntimeError("Ray Serve did not start")
         _wait_port(port, 60)
         yield port
@@ -192,8 +194,6 @@ def ray_serve(python: Path) -> Iterator[int]:
             process.wait(60)
         except subprocess.TimeoutExpired:
             process.kill()
-        subprocess.run([str(python), "-m", "ray.scripts.scripts", "stop", "--force"],
-                       capture_output=True, check=False)
 
 
 def _wait_port(port: int, timeout: float) -> None:

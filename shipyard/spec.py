@@ -36,6 +36,8 @@ class WebConfig(_Model):
     """Port a `web_server` function's server binds inside its container."""
     startup_timeout: float = 5.0
     """How long a `web_server` container waits for its port before failing."""
+    region: str | None = None
+    """Routing region (endpoints' `--routing-region`): that region's proxy serves it too."""
 
 
 ImageOp = Literal[

@@ -220,7 +220,7 @@ def test_custom_hf_repo_unauthenticated_then_stop(server: Platform, hub: FakeHub
     # The token reached the Hub, and nowhere it could leak.
     assert "Bearer hf_sekrit_12345" in hub.repos["me/smol-ft"].seen_auth
     logs = server.cli("endpoint", "logs", "my-ft", "--env", "dev").stdout
-    assert "llama_cpp.server" in logs
+    assert "starting engine" in logs and "shipyard.endpoints._llamacpp" in logs
     for text in (
         json.dumps(listed),
         logs,

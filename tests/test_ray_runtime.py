@@ -7,6 +7,7 @@ shared acceptance tests also run on this cluster through the `runtime_platform` 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -138,6 +139,10 @@ def test_regional_proxy_serves_its_region(ray_platform: Platform, deploy: Any) -
         refused = through_proxy(other_url)
         assert refused is not None and refused.status_code == 404
         assert "region eu-west" in refused.text
+        # The path form works too; the proxy registered itself as eu-west's (endpoint URLs point to it).
+        label = httpx.URL(eu_url).host.split(".")[0]
+        assert httpx.get(f"http://127.0.0.1:{port}/fn/{label}/", timeout=60).status_code == 200
+        assert ray_platform.api("GET", "/api/cluster/proxies").json() == {"eu-west": f"http://127.0.0.1:{port}"}
     finally:
         proxy.terminate()
         proxy.wait(10)
@@ -182,6 +187,30 @@ def test_lost_node_replaced_elsewhere(ray_platform: Platform, ray_cluster: RayCl
             assert client.get("/").status_code == 200
     finally:
         ray_cluster.add_worker(victim)
+
+
+def test_volume_the_node_cannot_see_is_a_clear_error(ray_platform: Platform, app_file: Any) -> None:
+    source = """
+import shipyard
+app = shipyard.App("ray-volume")
+data = shipyard.Volume.from_name("ray-data", create_if_missing=True)
+
+@app.function(volumes={"/data": data})
+@shipyard.fastapi_endpoint()
+def where():
+    return "unreachable"
+"""
+    url = ray_platform.deploy(app_file(source))["where"]
+    # The shared volume directory vanishes from the nodes' view (an unmounted shared file system).
+    shutil.rmtree(ray_platform.home / "volumes" / "main" / "ray-data")
+    try:
+        with ray_platform.client(url, timeout=120) as client:
+            response = client.get("/")
+        assert response.status_code >= 500
+        assert "cannot see the volume directory" in response.text
+        assert "shared file system" in response.text
+    finally:
+        ray_platform.cli("app", "stop", "ray-volume", check=False)
 
 
 def test_nodes_on_the_local_runtime(platform: Platform) -> None:

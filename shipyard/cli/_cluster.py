@@ -48,7 +48,11 @@ def nodes(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", type=click.IntRange(1, 65535), default=8100, show_default=True)
 @click.option("--domain", default="localhost", show_default=True, help="Domain of web function hosts.")
-def proxy(region: str, server_url: str | None, token: str | None, host: str, port: int, domain: str) -> None:
+@click.option("--public-url", default=None, metavar="URL",
+              help="How clients reach this proxy, shown as the URL of the region's endpoints "
+                   "(default: http://HOST:PORT).")
+def proxy(region: str, server_url: str | None, token: str | None, host: str, port: int, domain: str,
+          public_url: str | None) -> None:
     """Run a proxy for one routing region (routes pulled from the control plane every second)."""
     import asyncio
 
@@ -56,7 +60,8 @@ def proxy(region: str, server_url: str | None, token: str | None, host: str, por
 
     from shipyard.proxy._regional import RegionalProxy
 
-    app = RegionalProxy(server_url or discover_url(), token or read_admin_token(), region, domain=domain)
+    app = RegionalProxy(server_url or discover_url(), token or read_admin_token(), region,
+                        public_url=public_url or f"http://{host}:{port}", domain=domain)
 
     async def run() -> None:
         await app.refresh()

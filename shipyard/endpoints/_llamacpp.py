@@ -4,7 +4,8 @@
 container. llama-cpp-python's server ignores `stream_options`, so streamed answers carry no usage;
 this launcher wraps the engine's completion calls so that every stream ends with one usage chunk
 (empty `choices`, as OpenAI sends for `include_usage`). The endpoint gateway removes that chunk when
-the client did not ask for it.
+the client did not ask for it. Streamed completion tokens are counted per emitted chunk (llama.cpp
+emits one per token; a final flush can add one). Answers name the served model, not the GGUF path.
 """
 
 from __future__ import annotations
@@ -62,13 +63,16 @@ def _chat_stream(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     yield _usage_chunk(last, "chat.completion.chunk", prompt, completion)
 
 
-def install() -> None:
+def install(alias: str | None) -> None:
+    """Wrap the engine's completion calls; `alias` (the served model name) names the model in answers."""
     from llama_cpp import Llama
 
     original_completion = Llama.create_completion
     original_chat = Llama.create_chat_completion
 
     def create_completion(self: Any, prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        if alias and not kwargs.get("model"):
+            kwargs["model"] = alias
         result = original_completion(self, prompt, *args, **kwargs)
         if not kwargs.get("stream"):
             return result
@@ -79,6 +83,8 @@ def install() -> None:
     def create_chat_completion(self: Any, *args: Any, **kwargs: Any) -> Any:
         # The chat handlers call create_completion right away (they return a generator over its
         # stream), so the flag covers exactly the nested call.
+        if alias and not kwargs.get("model"):
+            kwargs["model"] = alias
         _inside_chat.active = True
         try:
             result = original_chat(self, *args, **kwargs)
@@ -91,7 +97,8 @@ def install() -> None:
 
 
 def main() -> None:
-    install()
+    args = sys.argv[1:]
+    install(args[args.index("--model_alias") + 1] if "--model_alias" in args[:-1] else None)
     sys.argv = ["llama_cpp.server", *sys.argv[1:]]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

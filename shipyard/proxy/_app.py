@@ -11,7 +11,6 @@ from ._forward import (
     ClientDisconnected,
     ResponseTimedOut,
     UpstreamFailed,
-    forward_http,
     forwarded_headers,
     tcp_address,
     wait_for_exit_reason,
@@ -20,6 +19,7 @@ from ._limits import BodyTooLarge, ProxyLimits, RateLimiter, capped_receive, dec
 from ._metrics import CONTENT_TYPE, FunctionMetrics, Metrics
 from ._pool import Container, QueueFull
 from ._routing import RouteEntry, RoutingTable
+from ._upstream import request_body, request_head
 from ._websocket import relay_websocket
 
 PATH_FORM_PREFIX = "/fn/"
@@ -32,6 +32,8 @@ _AUTH_HEADERS = (b"modal-key", b"modal-secret")
 # httptools parses headers of any size; refuse big ones before they reach a container.
 MAX_HEADER_BYTES = 64 * 1024
 METRICS_PATH = "/metrics"
+# The proxy answered the client's `Expect: 100-continue` already (by reading the body).
+_NOT_FORWARDED = (b"expect",)
 # Status recorded for a request whose client left before any response started (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -253,15 +255,19 @@ class ProxyApp:
         path: str,
         strip: tuple[bytes, ...],
     ) -> None:
-        client = container.upstream
+        query: bytes = scope.get("query_string", b"")
+        target = path.encode() + b"?" + query if query else path.encode()
+        headers = forwarded_headers(scope, drop=(*strip, *_NOT_FORWARDED))
+        has_body = any(k == b"content-length" or k == b"transfer-encoding" for k, _ in scope["headers"])
+        chunked = has_body and not any(k == b"content-length" for k, _ in scope["headers"])
+        method: str = scope["method"]
         try:
-            await forward_http(
-                client,
-                scope,
-                receive,
+            await container.connections.exchange(
+                method,
+                request_head(method, target, headers, chunked),
+                request_body(receive) if has_body else None,
                 send,
-                path=path,
-                headers=forwarded_headers(scope, drop=strip),
+                chunked=chunked,
                 limit_s=entry.route.timeout,
             )
         except UpstreamFailed as exc:

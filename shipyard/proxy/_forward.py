@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from ._pool import Container
+if TYPE_CHECKING:
+    from ._pool import Container
 
 # Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus the ones we rewrite.
 HOP_BY_HOP = frozenset(

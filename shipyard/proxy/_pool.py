@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ..exceptions import ContainerError
+from ._upstream import Upstream
 
 
 @dataclass(eq=False)
@@ -31,6 +32,15 @@ class Container:
     exit_reason: str | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     became_idle: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: Upstream = field(init=False)
+    """The proxy's own keep-alive connections (`upstream` serves the other clients: calls, websockets)."""
+
+    def __post_init__(self) -> None:
+        self.connections = Upstream(self.address)
+
+    async def aclose(self) -> None:
+        await self.connections.aclose()
+        await self.upstream.aclose()
 
     @property
     def has_free_slot(self) -> bool:

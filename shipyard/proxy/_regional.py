@@ -34,9 +34,11 @@ _TIMEOUT_MARGIN_S = 5.0
 class RegionalProxy:
     """ASGI app serving the routes of `region`, relayed to the control plane at `server_url`."""
 
-    def __init__(self, server_url: str, token: str, region: str, *, domain: str = "localhost") -> None:
+    def __init__(self, server_url: str, token: str, region: str, *, public_url: str,
+                 domain: str = "localhost") -> None:
         url = httpx.URL(server_url)
         self.region = region
+        self._public_url = public_url
         self._suffix = "." + domain
         self._server_url = server_url
         self._api = httpx.AsyncClient(base_url=server_url, headers={"Authorization": f"Bearer {token}"},
@@ -46,7 +48,9 @@ class RegionalProxy:
         self.loaded = asyncio.Event()
 
     async def refresh(self) -> None:
-        response = await self._api.get("/api/cluster/routes", params={"region": self.region})
+        # Polling with our URL also (re)registers us, so endpoint URLs point here even after a restart.
+        response = await self._api.get("/api/cluster/routes",
+                                        params={"region": self.region, "url": self._public_url})
         response.raise_for_status()
         self._timeouts = {r["host_label"]: float(r["timeout"]) for r in response.json()}
         self.loaded.set()

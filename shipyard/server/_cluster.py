@@ -41,7 +41,10 @@ def _local_node(runtime: LocalRuntime) -> dict[str, Any]:
     }
 
 
-def cluster_router(runtime: Runtime, table: RoutingTable, admin_token: str) -> APIRouter:
+def cluster_router(
+    runtime: Runtime, table: RoutingTable, admin_token: str, regional_proxies: dict[str, str]
+) -> APIRouter:
+    """Nodes, and the routes of a region for its proxy (`regional_proxies`: region → proxy URL)."""
     def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
         presented = authorization[7:].strip() if authorization and authorization.lower().startswith(
             "bearer ") else None
@@ -60,8 +63,14 @@ def cluster_router(runtime: Runtime, table: RoutingTable, admin_token: str) -> A
         return []
 
     @router.get("/routes")
-    def routes(region: str) -> list[dict[str, Any]]:
-        """Routes a regional proxy serves: host labels and timeouts of the functions in `region`."""
+    def routes(region: str, url: str | None = None) -> list[dict[str, Any]]:
+        """The routes of `region`; a proxy polling with its `url` is the region's proxy from now on."""
+        if url:
+            regional_proxies[region] = url
         return [r.model_dump() for r in table.routes() if r.region == region]
+
+    @router.get("/proxies")
+    def proxies() -> dict[str, str]:
+        return dict(regional_proxies)
 
     return router

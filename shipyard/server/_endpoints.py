@@ -348,7 +348,7 @@ class EndpointService:
             tag="serve",
             qualname="serve",
             web=WebConfig(kind=WebKind.WEB_SERVER, port=ENGINE_PORT, label=row.name,
-                          requires_proxy_auth=not spec.unauthenticated,
+                          region=spec.routing_region, requires_proxy_auth=not spec.unauthenticated,
                           startup_timeout=WARMUP_TIMEOUT if gpu else 180.0),
             startup_timeout=(WARMUP_TIMEOUT if gpu else 180.0) + 30,
             env={ARGV_ENV: json.dumps(argv), "HF_HUB_DISABLE_TELEMETRY": "1"},
@@ -479,7 +479,7 @@ class EndpointService:
         return EndpointInfo(
             endpoint_id=row.endpoint_id, name=row.name, environment=row.environment, model=row.spec.model,
             served_model_name=row.spec.served_model_name, status=status,  # type: ignore[arg-type]
-            status_reason=reason, url=self.platform.settings.url(label),
+            status_reason=reason, url=self.platform.settings.region_url(label, row.spec.routing_region),
             dashboard_url=f"{server}/dashboard/endpoints/{row.endpoint_id}",
             region=row.spec.routing_region, colocate_compute=row.spec.colocate_compute,
             recipe=row.spec.recipe, engine=row.spec.engine, requires_proxy_auth=not row.spec.unauthenticated,

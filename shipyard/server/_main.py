@@ -82,7 +82,7 @@ async def serve(
     )
     api = create_api(platform, admin_token)
     calls = add_call_routes(api, platform, admin_token, call_token)
-    api.include_router(cluster_router(runtime, table, admin_token))
+    api.include_router(cluster_router(runtime, table, admin_token, platform.settings.regional_proxies))
     app = ProxyApp(table, domain=domain, fallback=api, limits=limits, metrics=metrics)
     endpoints, gateway = install_endpoints(platform, app, api, admin_token)
     api.mount("/dashboard", create_dashboard(platform, admin_token, metrics=metrics, endpoints=endpoints))
@@ -96,6 +96,9 @@ async def serve(
         ws_max_size=MAX_WEBSOCKET_MESSAGE + 1024,
         lifespan="off",
         access_log=False,
+        # The proxy sets X-Forwarded-For itself from the peer address; trusting the client's own
+        # (uvicorn's default for loopback peers) would let it pick the address containers see.
+        proxy_headers=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
     )

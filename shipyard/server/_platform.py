@@ -10,7 +10,7 @@ import shutil
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._labels import default_label, host_label
@@ -45,9 +45,16 @@ class PlatformSettings:
     workspace: str
     domain: str
     port: int
+    regional_proxies: dict[str, str] = field(default_factory=dict)
+    """Routing region → base URL of its proxy (`shipyard proxy --region`), as the proxies report it."""
 
     def url(self, host_label: str) -> str:
         return f"http://{host_label}.{self.domain}:{self.port}"
+
+    def region_url(self, host_label: str, region: str | None) -> str:
+        """The URL at the region's proxy when one is registered (path form: it needs no wildcard DNS)."""
+        proxy = self.regional_proxies.get(region) if region else None
+        return f"{proxy.rstrip('/')}/fn/{host_label}" if proxy else self.url(host_label)
 
 
 def _without_secret_values(function: FunctionSpec) -> FunctionSpec:
@@ -206,7 +213,7 @@ class Platform:
                     requires_proxy_auth=function.web.requires_proxy_auth,
                     timeout=function.timeout,
                     max_inputs=function.autoscaler.max_inputs,
-                    region=function.resources.region,
+                    region=function.web.region or function.resources.region,
                 )
             deployments.append(
                 FunctionDeployment(

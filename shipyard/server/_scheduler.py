@@ -407,7 +407,7 @@ class Scheduler:
             managed.stopping.discard(container_id)
             self._owners.pop(container_id, None)
             if container is not None:
-                await container.upstream.aclose()
+                await container.aclose()
             self._logs.platform(managed.deployment.app_id, f"container {container_id} stopped")
 
     def _retire(self, managed: _Managed, *, stopped_message: str | None) -> None:
@@ -431,5 +431,5 @@ class Scheduler:
             managed.deployment.app_id, f"container {info.container_id} exited unexpectedly: {info.reason}"
         )
         if container is not None:
-            self._spawn(container.upstream.aclose())
+            self._spawn(container.aclose())
         self.wake()

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,13 +179,14 @@ def ensure_ray() -> tuple[Path | None, str]:
 @contextlib.contextmanager
 def ray_serve(python: Path) -> Iterator[int]:
     port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="shipyard-bench-ray-")) / "ray.log"
     process = subprocess.Popen([str(python), str(BENCH / "apps" / "ray_ping.py"), str(port)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
                                text=True)
     try:
         assert process.stdout is not None
         if not any("READY" in line for line in process.stdout):
-            raise RuntimeError("Ray Serve did not start")
+            raise RuntimeError(f"Ray Serve did not start:\n{log.read_text()[-3000:]}")
         _wait_port(port, 60)
         yield port
     finally:

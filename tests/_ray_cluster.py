@@ -7,6 +7,7 @@ store per node, no dashboard.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 OBJECT_STORE = 100_000_000
+# Every node, and so every container address the proxy dials, stays on loopback: tests never send
+# traffic to the machine's other interfaces. Ray resolves 127.0.0.1 to the machine's routable address
+# unless its "single machine" mode is on; the variable reaches the raylets and the server we start.
+LOOPBACK = "127.0.0.1"
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Worker resources: labels are custom resources (`region:<name>`, `accelerator_type:<TYPE>`).
 WORKERS: dict[str, dict[str, Any]] = {
     "us-east": {"num_cpus": 1, "num_gpus": 1, "resources": {"region:us-east": 1, "accelerator_type:H100": 1}},
@@ -33,7 +39,9 @@ class RayCluster:
         return str(self.cluster.address)
 
     def add_worker(self, name: str) -> None:
-        self.workers[name] = self.cluster.add_node(object_store_memory=OBJECT_STORE, **WORKERS[name])
+        self.workers[name] = self.cluster.add_node(
+            object_store_memory=OBJECT_STORE, node_ip_address=LOOPBACK, **WORKERS[name]
+        )
         self.cluster.wait_for_nodes()
 
     def kill_worker(self, name: str) -> str:
@@ -55,6 +63,7 @@ def start_cluster() -> Iterator[RayCluster]:
         initialize_head=True,
         head_node_args={
             "num_cpus": 1, "include_dashboard": False, "object_store_memory": OBJECT_STORE,
+            "node_ip_address": LOOPBACK,
             # Notice a dead node in about 2 s instead of 30.
             "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
         },

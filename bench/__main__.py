@@ -317,7 +317,9 @@ def main() -> None:
         *(f"- {line}" for line in machine()),
         "",
         "Load generator: `bench/_load.py` for every run (raw HTTP/1.1 keep-alive over asyncio + uvloop, "
-        "one process, on the same cores as the servers it measures). Servers: `shipyard server "
+        "one process, on the same cores as the servers it measures). Ray Serve: `pip install "
+        "'ray[serve]==2.60.0'` into bench/.venv-ray (or the python in $SHIPYARD_BENCH_RAY_PYTHON); nginx: "
+        "Debian's nginx-light. Servers: `shipyard server "
         f"{' '.join(SERVER_ARGS)}` (local runtime, bubblewrap sandbox when installed).",
         "",
     )
@@ -336,8 +338,34 @@ def main() -> None:
         failed_steps = step_load(report, server, args.step_seconds)
         failed_changes = under_load(report, server)
     report.add("", *targets_table(results, cold_p50 - warm_p50, failed_steps, failed_changes))
+    report.add("", *CLOSING_NOTE)
     RESULTS.write_text("\n".join(report.lines) + "\n")
     print(f"wrote {RESULTS}")
+
+
+CLOSING_NOTE = [
+    "## What bounds the misses",
+    "",
+    "- **Cold start** (see the phases above): `spawn` is the runtime's part: bubblewrap namespaces, "
+    "slirp4netns networking and a fresh interpreter; `imports` is the app module; `app_start` is "
+    "mostly importing and building the web stack (FastAPI, pydantic, uvicorn) and binding the socket. "
+    "All of it is paid per container because each container is a new process. Reaching +50 ms needs "
+    "warm spares: a sandboxed interpreter per image that has already imported the web stack and waits "
+    "on its status/control pipe for the ContainerSpec (the issue's warm-interpreter item), which is "
+    "not built yet.",
+    "- **Proxy overhead**: the proxy is Python on uvicorn (httptools) with its own keep-alive client "
+    "to the container (`shipyard/proxy/_upstream.py`, asyncio protocols + httptools parsing; the "
+    "earlier httpx client managed ~300 req/s at 32 connections because its pool scans every "
+    "connection per request). `bench/profile-proxy.txt` (py-spy) shows where the rest goes: uvicorn's "
+    "request cycle, the ASGI layers in front of the proxy (endpoint gateway, ProxyApp) and the "
+    "upstream exchange. nginx does the same work in C in one worker; the remaining per-request "
+    "Python is what bounds added latency and throughput.",
+    "- **Noise**: the machine has 2 cores shared by the load generator, the server, the container, "
+    "nginx or Ray, and whatever else runs at the time; p99 values and 1-connection req/s move "
+    "between runs. Compare rows of one run only.",
+    "- **Ray Serve scaling from zero** is not measured: Ray Serve's scale-to-zero needs its "
+    "autoscaler's downscale delay between tries, which did not fit this run's time.",
+]
 
 
 def targets_table(

@@ -12,6 +12,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+# Like HTTP clients do, an idle pooled connection is reused only well within the server's keep-alive
+# timeout; otherwise the server may close it while the request is on its way (a client-side race).
+KEEP_ALIVE_REUSE_S = 3.0
+
 
 @dataclass(frozen=True)
 class Target:
@@ -55,6 +59,12 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.last_used = time.perf_counter()
+
+    @property
+    def stale(self) -> bool:
+        """Closed by the server, or idle long enough that it may close it as we send (uvicorn: 5 s)."""
+        return self.reader.at_eof() or time.perf_counter() - self.last_used > KEEP_ALIVE_REUSE_S
 
     @classmethod
     async def open(cls, target: Target) -> _Connection:
@@ -84,6 +94,7 @@ class _Connection:
         else:
             await self.reader.read()
             keep = False
+        self.last_used = time.perf_counter()
         return status, keep
 
     def close(self) -> None:
@@ -135,7 +146,12 @@ async def open_loop(target: Target, rate: float, seconds: float, limit_s: float 
     total = int(rate * seconds)
 
     async def one(scheduled: float) -> None:
-        connection = idle.pop() if idle else None
+        connection = None
+        while idle and connection is None:
+            connection = idle.pop()
+            if connection.stale:
+                connection.close()
+                connection = None
         try:
             if connection is None:
                 connection = await _Connection.open(target)

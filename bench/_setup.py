@@ -221,4 +221,6 @@ def machine() -> list[str]:
     return [
         f"CPU: {cpu}, {os.cpu_count()} cores; memory {memory}",
         f"Kernel: {os.uname().release}; Python {sys.version.split()[0]}",
+        "Load average when the run started (other work on the machine): "
+        + ", ".join(f"{load:.2f}" for load in os.getloadavg()),
     ]

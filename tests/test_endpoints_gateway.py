@@ -118,3 +118,35 @@ async def test_only_openai_routes_and_error_envelopes() -> None:
                                              "type": "invalid_request_error", "param": None,
                                              "code": "invalid_api_key"}}
     assert usage == []
+
+
+async def test_whole_event_chunks_pass_through_untouched_until_the_usage_chunk() -> None:
+    """sse-starlette's framing (CRLF): one event per chunk; only chunks naming usage are read."""
+    events = [b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in (CHUNK, CHUNK, USAGE_CHUNK)]
+    sent: list[bytes] = []
+
+    async def engine(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+        for event in [*events, b"data: [DONE]\r\n\r\n"]:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def client_side(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+
+    usage: list[tuple[str, int, int]] = []
+    gateway = EndpointGateway(engine, target=_target, sink=lambda e, i, o: usage.append((e, i, o)))
+    gateway.routes["ws--ep"] = GatewayRoute("ep-1")
+    body = json.dumps({"stream": True}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/fn/ws--ep/v1/chat/completions", "headers": []}
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    await gateway(scope, receive, client_side)
+    assert sent[:2] == events[:2] and sent[0] is events[0]
+    assert b"usage" not in b"".join(sent) and b"".join(sent).endswith(b"data: [DONE]\r\n\r\n")
+    assert usage == [("ep-1", 7, 2)]

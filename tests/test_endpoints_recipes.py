@@ -137,6 +137,9 @@ def test_cpu_recipe_is_llama_cpp_for_gguf_models_only() -> None:
     assert _flag(args, "--model") == "/m.gguf"
     assert _flag(args, "--model_alias") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert _flag(args, "--interrupt_requests") == "False"
+    # Served by the container itself; GPU engines run as their own server process.
+    assert recipe.in_process and not select_recipe("Qwen/Qwen3-8B", Hardware(
+        gpu_type="H100", gpu_count=1, gpu_memory_gb=80, engines=frozenset({"vllm"}))).in_process
     assert _flag(args, "--n_ctx") == "2048" and _flag(args, "--n_threads") == "2"
     custom = select_recipe("HuggingFaceTB/SmolLM2-135M-Instruct", CPU, served_model_name="me/ft")
     assert _flag(custom.command(weights="w", port=1, python="p", threads=1), "--model_alias") == "me/ft"

@@ -54,6 +54,11 @@ class EngineRecipe(_Data):
     """Engine takes them as separate flags (SGLang): setting name → flag."""
     trust_remote_code_flag: str | None = None
     embeddings: bool = False
+    max_gpus: int | None = None
+    """The most GPUs the engine can split a model over (None: any)."""
+    in_process: bool = False
+    """argv is `{python} -m MODULE ARGS` and MODULE.create_app(ARGS) is the engine's ASGI app: the
+    container serves it itself instead of proxying to a separate server process."""
 
 
 class SpeculativeDefaults(_Data):

@@ -3,7 +3,8 @@
 For host labels that belong to endpoints it allows only the OpenAI routes, asks the engine for
 token usage on streams (and strips that extra chunk when the client did not ask for it), records
 usage per request, and turns the proxy's plain-text errors into OpenAI error envelopes. Streams
-pass through event by event. Everything else goes to the wrapped app untouched.
+pass through chunk by chunk; only events that carry usage are parsed. Everything else goes to the
+wrapped app untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _ERROR_KINDS = {
     413: ("invalid_request_error", "request_too_large"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
+
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n")
+_USAGE = b'"usage"'
 
 UsageSink = Callable[[str, int, int], None]
 """(endpoint id, prompt tokens, completion tokens), called once per completed request."""
@@ -158,6 +162,11 @@ class _Exchange:
             self._usage = _usage_of(_json(bytes(self._buffer)))
 
     async def _send_events(self, chunk: bytes, more: bool) -> None:
+        # Engines send one or more whole events per chunk; only the closing usage chunk needs reading,
+        # so every other chunk passes through untouched.
+        if not self._buffer and chunk.endswith(_EVENT_ENDS) and _USAGE not in chunk:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+            return
         self._buffer += chunk
         out = bytearray()
         while True:
@@ -175,9 +184,9 @@ class _Exchange:
             await self._send({"type": "http.response.body", "body": bytes(out), "more_body": more})
 
     def _keep(self, event: bytes) -> bool:
-        data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
-        if not data or data == b"[DONE]":
+        if _USAGE not in event:
             return True
+        data = b"".join(line[5:].strip() for line in event.splitlines() if line.startswith(b"data:"))
         payload = _json(data)
         usage = _usage_of(payload)
         if usage is None:
@@ -188,7 +197,7 @@ class _Exchange:
 
 
 def _event_end(buffer: bytearray) -> int | None:
-    for separator in (b"\n\n", b"\r\n\r\n"):
+    for separator in _EVENT_ENDS:
         index = buffer.find(separator)
         if index != -1:
             return index + len(separator)

@@ -1,16 +1,18 @@
 """llama.cpp's OpenAI server, plus token usage at the end of streams.
 
-`python -m shipyard.endpoints._llamacpp <llama_cpp.server arguments>` runs in an endpoint's
-container. llama-cpp-python's server ignores `stream_options`, so streamed answers carry no usage;
-this launcher wraps the engine's completion calls so that every stream ends with one usage chunk
-(empty `choices`, as OpenAI sends for `include_usage`). The endpoint gateway removes that chunk when
-the client did not ask for it. Streamed completion tokens are counted per emitted chunk (llama.cpp
-emits one per token; a final flush can add one). Answers name the served model, not the GGUF path.
+An endpoint's container serves `create_app(<llama_cpp.server arguments>)` itself, in process;
+`python -m shipyard.endpoints._llamacpp <arguments>` serves the same app on the TCP port they name
+(the engine alone, as the benchmark runs it). llama-cpp-python's server ignores `stream_options`, so
+streamed answers carry no usage; this module wraps the engine's completion calls so that every stream
+ends with one usage chunk (empty `choices`, as OpenAI sends for `include_usage`). The endpoint gateway
+removes that chunk when the client did not ask for it. Streamed completion tokens are counted per
+emitted chunk (llama.cpp emits one per token; a final flush can add one). Answers name the served
+model, not the GGUF path.
 """
 
 from __future__ import annotations
 
-import runpy
+import argparse
 import sys
 import threading
 import time
@@ -96,11 +98,34 @@ def install(alias: str | None) -> None:
     Llama.create_chat_completion = create_chat_completion  # type: ignore[method-assign]
 
 
+def _settings(args: list[str]) -> tuple[Any, Any]:
+    """(ServerSettings, ModelSettings) from llama_cpp.server's command-line arguments."""
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
+
+    parser = argparse.ArgumentParser(prog="llama_cpp.server")
+    add_args_from_model(parser, Settings)
+    parsed = parser.parse_args(args)
+    return parse_model_from_args(ServerSettings, parsed), parse_model_from_args(ModelSettings, parsed)
+
+
+def create_app(args: list[str]) -> Any:
+    """The engine's ASGI app for llama_cpp.server's command-line `args`; loads the model (blocking)."""
+    return _app(*_settings(args))
+
+
+def _app(server: Any, model: Any) -> Any:
+    from llama_cpp.server.app import create_app as engine_app
+
+    install(model.model_alias)
+    return engine_app(server_settings=server, model_settings=[model])
+
+
 def main() -> None:
-    args = sys.argv[1:]
-    install(args[args.index("--model_alias") + 1] if "--model_alias" in args[:-1] else None)
-    sys.argv = ["llama_cpp.server", *sys.argv[1:]]
-    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+    import uvicorn
+
+    server, model = _settings(sys.argv[1:])
+    uvicorn.run(_app(server, model), host=server.host, port=server.port)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class EndpointRecordSpec(_Model):
     engine: str
     recipe: str
     argv: list[str]
+    in_process: bool = False
+    """The container serves the engine's ASGI app itself (`asgi_app`), else the engine runs as its own
+    server process behind a `web_server` function."""
     min_containers: int
     max_containers: int | None
     scaledown_window: float

@@ -41,6 +41,7 @@ class Recipe:
     """Engine argv with `{weights}`, `{port}`, `{python}` and `{threads}` still to fill in."""
     gpu_count: int = 0
     embeddings: bool = False
+    in_process: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
     def command(self, *, weights: str, port: int, python: str, threads: int) -> list[str]:
@@ -98,6 +99,16 @@ def _speculative_args(engine: EngineRecipe, speculative: dict[str, Any], catalog
     return args
 
 
+def _gpu_engine(model: CatalogModel, hardware: Hardware) -> str:
+    """SGLang where the model prefers it and it is installed, else vLLM; plain transformers only
+    where neither vLLM is installed nor SGLang chosen (a GPU node without a serving engine)."""
+    if model.preferred_engine == "sglang" and "sglang" in hardware.engines:
+        return "sglang"
+    if "vllm" not in hardware.engines and "transformers" in hardware.engines:
+        return "transformers"
+    return "vllm"
+
+
 def _gpu_recipe(model: CatalogModel, hardware: Hardware, served_name: str, catalog: Catalog) -> Recipe:
     tp = _tensor_parallel_size(model, hardware, catalog)
     if tp is None:
@@ -106,9 +117,13 @@ def _gpu_recipe(model: CatalogModel, hardware: Hardware, served_name: str, catal
             f"{hardware.describe()} (at most {max(catalog.tensor_parallel_sizes)} GPUs, "
             f"{catalog.memory_utilization:.0%} of each usable). Pass a bigger --gpu."
         )
-    use_sglang = model.preferred_engine == "sglang" and "sglang" in hardware.engines
-    name = "sglang" if use_sglang else "vllm"
+    name = _gpu_engine(model, hardware)
     engine = catalog.recipes[name]
+    if engine.max_gpus is not None and tp > engine.max_gpus:
+        raise InvalidError(
+            f"{model.repo} needs {tp} GPUs on {hardware.describe()}, but the engine installed here "
+            f"({name}) runs a model on at most {engine.max_gpus}; install vLLM to split it over GPUs"
+        )
     max_len = _max_model_len(model, tp, hardware, catalog)
     values = {"served_model_name": served_name, "tensor_parallel_size": str(tp),
               "max_model_len": str(max_len)}
@@ -119,10 +134,13 @@ def _gpu_recipe(model: CatalogModel, hardware: Hardware, served_name: str, catal
         args += [engine.reasoning_parser_flag, model.reasoning_parser]
     if model.tool_parser and engine.tool_parser_flags:
         args += [*engine.tool_parser_flags, model.tool_parser]
-    speculative = _speculative(model, catalog)
-    args += _speculative_args(engine, speculative, catalog)
+    speculative: dict[str, Any] | None = None
+    if engine.speculative_flag or engine.speculative_flags:
+        speculative = _speculative(model, catalog)
+        args += _speculative_args(engine, speculative, catalog)
     return Recipe(model=model.repo, engine=name, tensor_parallel_size=tp, max_model_len=max_len,
-                  speculative=speculative, args=args, gpu_count=tp, embeddings=engine.embeddings)
+                  speculative=speculative, args=args, gpu_count=tp, embeddings=engine.embeddings,
+                  in_process=engine.in_process)
 
 
 def _cpu_recipe(model: CatalogModel, hardware: Hardware, served_name: str, catalog: Catalog) -> Recipe:
@@ -137,7 +155,7 @@ def _cpu_recipe(model: CatalogModel, hardware: Hardware, served_name: str, catal
     values = {"served_model_name": served_name, "max_model_len": str(max_len)}
     args = [_fill(arg, values) for arg in engine.argv]
     return Recipe(model=model.repo, engine="llama.cpp", tensor_parallel_size=0, max_model_len=max_len,
-                  speculative=None, args=args, embeddings=engine.embeddings)
+                  speculative=None, args=args, embeddings=engine.embeddings, in_process=engine.in_process)
 
 
 def _fill(arg: str, values: dict[str, str]) -> str:

@@ -19,6 +19,7 @@ from ._forward import HOP_BY_HOP, ClientDisconnected, ResponseTimedOut, Upstream
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_IDLE = 256
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 _HIGH_WATER = 1024 * 1024
 """Response bytes buffered from a container before we stop reading it (the client is slower)."""
 
@@ -207,8 +208,8 @@ class Upstream:
                     await head_ready
                 except UpstreamFailed:
                     # A kept-alive connection the container closed meanwhile: one retry on a fresh one,
-                    # only when no request body was consumed (it cannot be replayed).
-                    if not reused or body is not None:
+                    # only for a safe method without a body (a body cannot be replayed).
+                    if not reused or body is not None or method not in _RETRYABLE:
                         raise
                     protocol = await self._connect()
                     await (await _send_request(protocol, head, None, chunked))

@@ -1,7 +1,8 @@
 """LLM endpoints: resolve the model, pick a recipe, fetch weights, deploy the engine as an app.
 
-An endpoint is an app `endpoint-{name}` with one `web_server` function whose container runs the
-engine's OpenAI server on loopback; the endpoint gateway in front of the proxy exposes its OpenAI
+An endpoint is an app `endpoint-{name}` with one function: `asgi_app` when the engine is a Python
+ASGI app the container serves itself (llama.cpp), else `web_server`, whose container runs the engine's
+OpenAI server on loopback (vLLM, SGLang); the endpoint gateway in front of the proxy exposes its OpenAI
 routes and meters tokens. Rows in the `endpoints` table keep what was chosen (never a token).
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 import tarfile
 import time
@@ -69,7 +71,8 @@ APP_PREFIX = "endpoint-"
 METER_TICK = 1.0
 FLUSH_EVERY = 5.0
 WARMUP_TIMEOUT = 900.0
-_ENTRY = "from shipyard.endpoints._container import serve  # noqa: F401\n"
+_GPU_ENV = ("LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_VISIBLE_DEVICES")
+_ENTRY = "from shipyard.endpoints._container import serve, serve_app  # noqa: F401\n"
 
 
 @dataclass
@@ -92,6 +95,12 @@ def _bundle() -> str:
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _gpu_env() -> dict[str, str]:
+    """The node's CUDA settings: containers start from a minimal environment, and without these a
+    GPU engine may not find the driver's libraries or may see GPUs the node was not given."""
+    return {key: os.environ[key] for key in _GPU_ENV if key in os.environ}
 
 
 def _secret_name(endpoint_id: str) -> str:
@@ -204,7 +213,7 @@ class EndpointService:
             colocate_compute=request.colocate_compute, unauthenticated=request.unauthenticated,
             gpu=gpu_type, gpu_count=recipe.gpu_count,
             cpu=float(hardware.cpu_cores) if cpu else 8.0, memory_mib=1024 if cpu else 65536,
-            engine=recipe.engine, recipe=recipe.summary(),
+            engine=recipe.engine, recipe=recipe.summary(), in_process=recipe.in_process,
             argv=recipe.command(weights="{weights}", port=ENGINE_PORT, python=sys.executable,
                                 threads=hardware.cpu_cores),
             min_containers=request.min_containers, max_containers=request.max_containers,
@@ -344,14 +353,16 @@ class EndpointService:
         spec = row.spec
         argv = [arg.replace("{weights}", spec.weights) for arg in spec.argv]
         gpu = f"{spec.gpu}:{spec.gpu_count}" if spec.gpu and spec.gpu_count else None
+        qualname, kind, port = ("serve_app", WebKind.ASGI_APP, None) if spec.in_process else (
+            "serve", WebKind.WEB_SERVER, ENGINE_PORT)
         function = FunctionSpec(
             tag="serve",
-            qualname="serve",
-            web=WebConfig(kind=WebKind.WEB_SERVER, port=ENGINE_PORT, label=row.name,
+            qualname=qualname,
+            web=WebConfig(kind=kind, port=port, label=row.name,
                           region=spec.routing_region, requires_proxy_auth=not spec.unauthenticated,
                           startup_timeout=WARMUP_TIMEOUT if gpu else 180.0),
             startup_timeout=(WARMUP_TIMEOUT if gpu else 180.0) + 30,
-            env={ARGV_ENV: json.dumps(argv), "HF_HUB_DISABLE_TELEMETRY": "1"},
+            env={ARGV_ENV: json.dumps(argv), "HF_HUB_DISABLE_TELEMETRY": "1", **(_gpu_env() if gpu else {})},
             secrets=[SecretSpec(name=_secret_name(row.endpoint_id))] if spec.has_hf_token else [],
             resources=Resources(cpu=spec.cpu, memory=spec.memory_mib, gpu=gpu,
                                 region=spec.routing_region if spec.colocate_compute else None),

@@ -7,6 +7,7 @@ shared acceptance tests also run on this cluster through the `runtime_platform` 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -43,10 +44,17 @@ def node_rows(platform: Platform) -> list[dict[str, Any]]:
 
 
 def placement(platform: Platform, app_name: str) -> dict[str, str]:
-    """Container id → node id of the running containers of the app."""
+    """Container id → node id of the running containers of the app (as its platform log names them)."""
     app = next(a for a in platform.apps() if a["name"] == app_name)
-    del app  # only to fail clearly when the app is missing
-    return {cid: row["node_id"] for row in node_rows(platform) if row["alive"] for cid in row["containers"]}
+    platform_log = platform.home / "logs" / str(app["app_id"]) / "platform.log"
+    own = set(re.findall(r"starting container (ctr-\w+)", platform_log.read_text()))
+    return {
+        cid: row["node_id"]
+        for row in node_rows(platform)
+        if row["alive"]
+        for cid in row["containers"]
+        if cid in own
+    }
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 90) -> Any:

@@ -31,9 +31,12 @@ from shipyard.cli._client import DEFAULT_PORT
               help="Directory on every Ray node for bundles, image builds, sockets and logs.")
 @click.option("--volumes-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Volumes directory; with --runtime ray a shared file system mounted here on every node.")
+@click.option("--spare-containers/--no-spare-containers", default=True, show_default=True,
+              help="Keep one container per image started ahead of need (imports done), for fast cold "
+                   "starts; local runtime only.")
 def server(port: int, host: str, workspace: str, domain: str, rate_limit: float, rate_burst: float,
            max_queue: int, max_body: int, runtime_kind: str, ray_address: str | None, ray_node_dir: str,
-           volumes_dir: Path | None) -> None:
+           volumes_dir: Path | None, spare_containers: bool) -> None:
     """Run the Shipyard server (Ctrl-C stops it and its containers)."""
     # Imported here: the server pulls in the whole control plane, which the other commands never need.
     from shipyard.proxy import ProxyLimits
@@ -47,4 +50,4 @@ def server(port: int, host: str, workspace: str, domain: str, rate_limit: float,
         ray = RayOptions(address=ray_address, node_root=ray_node_dir, volumes_dir=volumes_dir)
     elif volumes_dir is not None or ray_address is not None:
         raise click.UsageError("--ray-address and --volumes-dir go with --runtime ray")
-    run_server(default_home(), host, port, workspace, domain, limits, ray)
+    run_server(default_home(), host, port, workspace, domain, limits, ray, spare_containers=spare_containers)

@@ -77,14 +77,20 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     t0 = perf_counter() if started_at is None else started_at
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m shipyard.container SPEC_JSON_PATH", file=sys.stderr)
+        print("usage: python -m shipyard.container SPEC_JSON_PATH|--spare", file=sys.stderr)
         return 2
     status = StatusReporter.from_env()
     signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        with open(args[0], "rb") as f:
-            spec = ContainerSpec.model_validate_json(f.read())
-    except (OSError, ValueError, _Stopped) as exc:
+        if args[0] == "--spare":
+            from shipyard.container import _spare
+
+            _spare.preload()
+            spec, t0 = _spare.receive()
+        else:
+            with open(args[0], "rb") as f:
+                spec = ContainerSpec.model_validate_json(f.read())
+    except (OSError, ValueError, KeyError, TypeError, _Stopped) as exc:
         message = f"cannot read the container spec {args[0]}: {exc!r}"
         print(f"shipyard: {message}", file=sys.stderr)
         status.failed(message)

@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from ..exceptions import ContainerError
-from ..spec import ContainerSpec, Resources
+from ..spec import ContainerSpec, Mount, Resources
 from ._base import ExitCallback, ExitInfo
 from ._logs import LogSink, open_pipe_reader, pump
 from ._process import ChildProcess
@@ -31,6 +31,7 @@ from ._sandbox import (
     resolv_conf_override,
     setup_network,
 )
+from ._spares import Spare, spare_env
 
 log = logging.getLogger("shipyard.runtime")
 
@@ -39,6 +40,8 @@ DEFAULT_STARTUP_TIMEOUT = 300.0
 _FAILED_EXIT_WAIT = 10.0
 """How long a container that reported `failed` gets to exit by itself."""
 _DRAIN_TIMEOUT = 2.0
+_REFILL_DELAY = 0.5
+"""Seconds after a container started before the next spare for its interpreter starts."""
 _STATUS_LINE_LIMIT = 4 * 1024 * 1024
 """A `failed` event carries a traceback: allow long status lines."""
 
@@ -47,14 +50,8 @@ Phase = tuple[str, float]
 
 def container_env(spec: ContainerSpec, secret_env: dict[str, str], status_fd: int) -> dict[str, str]:
     """The container's whole environment: nothing of the server's own beyond a minimal base."""
-    # The image's interpreter comes first on PATH, so `python` in a user's subprocess is the image's.
-    path = os.pathsep.join([str(Path(spec.python).parent), os.environ.get("PATH", os.defpath)])
-    env = {
-        "PATH": path,
-        "HOME": os.environ.get("HOME") or str(Path.home()),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "TMPDIR": str(Path(spec.workdir) / "tmp"),
-    }
+    env = base_env(spec.python)
+    env["TMPDIR"] = str(Path(spec.workdir) / "tmp")
     env.update(spec.env)
     env.update(secret_env)
     python_path = [*spec.python_path, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
@@ -63,6 +60,15 @@ def container_env(spec: ContainerSpec, secret_env: dict[str, str], status_fd: in
     env["PYTHONUNBUFFERED"] = "1"
     env["SHIPYARD_STATUS_FD"] = str(status_fd)
     return env
+
+
+def base_env(python: str) -> dict[str, str]:
+    # The image's interpreter comes first on PATH, so `python` in a user's subprocess is the image's.
+    return {
+        "PATH": os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", os.defpath)]),
+        "HOME": os.environ.get("HOME") or str(Path.home()),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
 
 
 def describe_exit(returncode: int, *, sandboxed: bool) -> tuple[int, str]:
@@ -98,6 +104,8 @@ class LocalRuntime:
     """Runs containers as local processes; implements `Runtime`.
 
     `entrypoint` is what follows the image's interpreter on the command line (before the spec path).
+    With `spares`, one container per image interpreter is kept started ahead of need (see `_spares`);
+    it needs the real entrypoint, which knows `--spare`.
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class LocalRuntime:
         sandbox: bool | None = None,
         entrypoint: Sequence[str] = CONTAINER_ENTRYPOINT,
         close_grace: float = 10.0,
+        spares: bool = False,
     ) -> None:
         missing = missing_tools()
         if sandbox and missing:
@@ -130,6 +139,12 @@ class LocalRuntime:
         self._callback: ExitCallback | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._run_dir = run_dir
+        self._spares_enabled = spares
+        self._spares: dict[str, Spare] = {}
+        self._spare_count = 0
+        self._no_spare: set[str] = set()
+        """Interpreters whose spare died unused: their containers start fresh."""
 
     def set_exit_callback(self, callback: ExitCallback) -> None:
         self._callback = callback
@@ -154,20 +169,34 @@ class LocalRuntime:
             raise ContainerError("the runtime is shut down")
         if container_id in self._containers:
             raise ContainerError(f"container {container_id} is already running")
+        began = asyncio.get_running_loop().time()
         spec_file, log_file = await asyncio.to_thread(_prepare, spec)
-        sink = LogSink(container_id, log_file)
-        status_r, status_w = os.pipe()
-        try:
-            container, net_fds = await self._spawn(spec, spec_file, sink, secret_env, status_w)
-        except BaseException:
-            os.close(status_r)
-            sink.close()
-            raise
-        finally:
-            os.close(status_w)
+        spare = self._take_spare(spec, secret_env)
+        network: Callable[[], Awaitable[Sandbox]] | None = None
+        send: Callable[[], Awaitable[None]] | None = None
+        if spare is None:
+            sink = LogSink(container_id, log_file)
+            status_r, status_w = os.pipe()
+            try:
+                container, net_fds = await self._spawn(spec, spec_file, sink, secret_env, status_w)
+            except BaseException:
+                os.close(status_r)
+                sink.close()
+                raise
+            finally:
+                os.close(status_w)
+            block_w = net_fds[1] if net_fds is not None else None
+            if net_fds is not None:
+                info_r, slirp_log = net_fds[0], Path(spec.workdir) / "slirp4netns.log"
+                network = lambda: setup_network(info_r, net_fds[1], slirp_log)  # noqa: E731
+        else:
+            spare.sink.retarget(container_id, log_file)
+            container = _Container(spec, spare.process, spare.sink, spare.pumps)
+            status_r, block_w, network = spare.status_r, spare.block_w, spare.network_ready()
+            send = lambda: self._hand_over(container, spare, secret_env, began)  # noqa: E731
         self._containers[container_id] = container
         try:
-            await self._bring_up(container, status_r, net_fds)
+            await self._bring_up(container, status_r, network, send)
         except BaseException as exc:
             await asyncio.shield(self._reap(container))
             if isinstance(exc, StartupFailure):
@@ -175,8 +204,12 @@ class LocalRuntime:
             raise
         finally:
             # Closed only now: an early EOF on bwrap's block fd would let the command run unnetworked.
-            if net_fds is not None:
-                os.close(net_fds[1])
+            if block_w is not None:
+                os.close(block_w)
+            if spare is not None:
+                spare.close_payload()
+            # Not now: a spare's imports would compete for the CPU with the container's first requests.
+            asyncio.get_running_loop().call_later(_REFILL_DELAY, self._refill, spec.python)
         task = asyncio.create_task(self._watch(container), name=f"watch-{container_id}")
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
@@ -184,13 +217,83 @@ class LocalRuntime:
                  ", ".join(f"{name} {seconds:.3f} s" for name, seconds in container.phases) or "none")
         return spec.socket_path
 
-    async def _bring_up(self, container: _Container, status_r: int, net_fds: tuple[int, int] | None) -> None:
+    async def _hand_over(self, container: _Container, spare: Spare, secret_env: dict[str, str],
+                         began: float) -> None:
+        env = container_env(container.spec, secret_env, spare.status_fd)
+        # The spare reported on its status fd since it started; it knows the number already.
+        env.pop("SHIPYARD_STATUS_FD")
+        await spare.send(container.spec, env)
+        # Named so in the phase log: this cold start took a spare (its `spawn` is only what is left over).
+        container.phases.append(("spare", asyncio.get_running_loop().time() - began))
+
+    # -- spares -------------------------------------------------------------------------------------
+
+    def _take_spare(self, spec: ContainerSpec, secret_env: dict[str, str]) -> Spare | None:
+        # Mounts are bind mounts of the sandbox, fixed when it starts; spares have none. Variables the
+        # interpreter or the dynamic loader read only at startup would come too late for a spare.
+        if spec.mounts or any(_read_at_startup(name) for name in (*spec.env, *secret_env)):
+            return None
+        spare = self._spares.pop(spec.python, None)
+        if spare is not None and not spare.take():
+            self._no_spare.add(spec.python)
+            return None
+        return spare
+
+    def _refill(self, python: str) -> None:
+        if (not self._spares_enabled or self._closed or python in self._spares
+                or python in self._no_spare):
+            return
+        self._spare_count += 1
+        name = f"spare-{self._spare_count}"
+        workdir = self._run_dir / "spares" / name
+        status_r, status_w = os.pipe()
+        payload_r, payload_w = os.pipe()
+        sink = LogSink(name, None)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            env = spare_env(base_env(python), status_w, payload_r)
+            process, pumps, net_fds = self._launch(
+                [python, *self._entrypoint, "--spare"], env, str(workdir), (), sink, (status_w, payload_r),
+                name,
+            )
+        except (ContainerError, OSError) as exc:
+            os.close(status_r)
+            os.close(payload_w)
+            log.warning("cannot start a spare container for %s (containers start fresh): %s", python, exc)
+            self._no_spare.add(python)
+            return
+        finally:
+            os.close(status_w)
+            os.close(payload_r)
+        network = None
+        if net_fds is not None:
+            network = asyncio.create_task(setup_network(net_fds[0], net_fds[1], workdir / "slirp4netns.log"))
+        spare = Spare(python, self.sandboxed, process, sink, pumps, status_r, status_w, payload_w,
+                      net_fds[1] if net_fds is not None else None, network)
+        spare.watch(self._spare_exited)
+        self._spares[python] = spare
+
+    def _spare_exited(self, spare: Spare) -> None:
+        if self._spares.get(spare.python) is spare:
+            del self._spares[spare.python]
+            self._no_spare.add(spare.python)
+            log.warning("the spare container for %s exited unused (containers for it start fresh): %s",
+                        spare.python, spare.sink.last_stderr_line() or "no output")
+        spare.discard()
+
+    async def _bring_up(
+        self,
+        container: _Container,
+        status_r: int,
+        network: Callable[[], Awaitable[Sandbox]] | None,
+        send: Callable[[], Awaitable[None]] | None,
+    ) -> None:
         status, transport = await open_pipe_reader(status_r, limit=_STATUS_LINE_LIMIT)
         try:
-            if net_fds is not None:
-                container.sandbox = await setup_network(
-                    net_fds[0], net_fds[1], Path(container.spec.workdir) / "slirp4netns.log"
-                )
+            if network is not None:
+                container.sandbox = await network()
+            if send is not None:
+                await send()
             timeout = container.spec.function.startup_timeout or DEFAULT_STARTUP_TIMEOUT
             await self._wait_ready(container, status, timeout)
             if self._closed:
@@ -207,9 +310,22 @@ class LocalRuntime:
         status_w: int,
     ) -> tuple[_Container, tuple[int, int] | None]:
         """Launch the process; in the sandbox also return (info read end, block write end)."""
-        command = [spec.python, *self._entrypoint, str(spec_file)]
-        env = container_env(spec, secret_env, status_w)
-        pass_fds: tuple[int, ...] = (status_w,)
+        process, pumps, net_fds = self._launch(
+            [spec.python, *self._entrypoint, str(spec_file)], container_env(spec, secret_env, status_w),
+            spec.workdir, spec.mounts, sink, (status_w,), spec.container_id,
+        )
+        return _Container(spec, process, sink, pumps), net_fds
+
+    def _launch(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        workdir: str,
+        mounts: Sequence[Mount],
+        sink: LogSink,
+        pass_fds: tuple[int, ...],
+        name: str,
+    ) -> tuple[ChildProcess, list[asyncio.Task[None]], tuple[int, int] | None]:
         net_fds: tuple[int, int] | None = None
         child_fds: tuple[int, ...] = ()
         if self.sandboxed:
@@ -217,16 +333,16 @@ class LocalRuntime:
             block_r, block_w = os.pipe()
             net_fds, child_fds = (info_r, block_w), (info_w, block_r)
             command = bwrap_argv(
-                command, workdir=spec.workdir, mounts=spec.mounts, resolv_conf=self._resolv_conf,
+                command, workdir=workdir, mounts=mounts, resolv_conf=self._resolv_conf,
                 info_fd=info_w, block_fd=block_r,
             )
             pass_fds += child_fds
         try:
-            process = ChildProcess.spawn(command, env=env, cwd=spec.workdir, pass_fds=pass_fds)
+            process = ChildProcess.spawn(command, env=env, cwd=workdir, pass_fds=pass_fds)
         except OSError as exc:
             for fd in net_fds or ():
                 os.close(fd)
-            raise ContainerError(f"cannot start container {spec.container_id}: {exc}") from exc
+            raise ContainerError(f"cannot start container {name}: {exc}") from exc
         finally:
             for fd in child_fds:
                 os.close(fd)
@@ -234,7 +350,7 @@ class LocalRuntime:
             asyncio.create_task(pump(process.stdout, sink, "stdout")),
             asyncio.create_task(pump(process.stderr, sink, "stderr")),
         ]
-        return _Container(spec, process, sink, pumps), net_fds
+        return process, pumps, net_fds
 
     async def _wait_ready(self, container: _Container, status: asyncio.StreamReader, limit_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -377,7 +493,18 @@ class LocalRuntime:
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.gather(*(self.stop(cid, self._close_grace) for cid in list(self._containers)))
+        spares = list(self._spares.values())
+        self._spares.clear()
+        await asyncio.gather(
+            *(self.stop(cid, self._close_grace) for cid in list(self._containers)),
+            *(spare.discard() for spare in spares),
+        )
+
+
+def _read_at_startup(name: str) -> bool:
+    return name.startswith("LD_") or (
+        name.startswith("PYTHON") and name not in ("PYTHONPATH", "PYTHONUNBUFFERED")
+    )
 
 
 def _prepare(spec: ContainerSpec) -> tuple[Path, TextIO]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 from collections import deque
 from typing import IO, Literal, TextIO
@@ -26,16 +27,27 @@ def format_log_line(container_id: str, stream: Stream, line: str, now: dt.dateti
 
 
 class LogSink:
-    """Appends one container's lines to its log file and remembers the last stderr lines."""
+    """Appends one container's lines to its log file and remembers the last stderr lines.
 
-    def __init__(self, container_id: str, file: TextIO) -> None:
+    A spare (no container yet) has no file: what it prints before it is handed a container goes to the
+    server's log, and from `retarget` on everything goes to that container's file.
+    """
+
+    def __init__(self, container_id: str, file: TextIO | None) -> None:
         self.container_id = container_id
         self._file = file
         self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
 
+    def retarget(self, container_id: str, file: TextIO) -> None:
+        self.container_id = container_id
+        self._file = file
+
     def write(self, stream: Stream, line: str) -> None:
         if stream == "stderr":
             self.stderr_tail.append(line)
+        if self._file is None:
+            logging.getLogger("shipyard.runtime").warning("%s %s| %s", self.container_id, stream, line)
+            return
         if self._file.closed:
             return
         # Small per-line appends with a flush: `app logs --follow` sees each line as it happens.
@@ -46,7 +58,8 @@ class LogSink:
         return next((line for line in reversed(self.stderr_tail) if line.strip()), None)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 async def pump(pipe: IO[bytes], sink: LogSink, stream: Stream) -> None:

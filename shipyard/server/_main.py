@@ -47,6 +47,8 @@ async def _reap_forever(platform: Platform) -> None:
 async def serve(
     home: Path, host: str, port: int, workspace: str, domain: str, limits: ProxyLimits | None = None,
     ray: RayOptions | None = None,
+    *,
+    spare_containers: bool = False,
 ) -> None:
     limits = limits or ProxyLimits()
     layout = HomeLayout(home)
@@ -62,7 +64,9 @@ async def serve(
     table = RoutingTable()
     logs = AppLogs(layout.logs)
     metrics = Metrics()
-    runtime: Runtime = LocalRuntime(layout.run) if ray is None else await make_runtime(ray)
+    runtime: Runtime = (
+        LocalRuntime(layout.run, spares=spare_containers) if ray is None else await make_runtime(ray)
+    )
     scheduler = Scheduler(
         runtime, table, run_dir=layout.run, logs=logs, max_queue=limits.max_queue,
         metrics=metrics,
@@ -144,6 +148,8 @@ def run_server(
     domain: str = "localhost",
     limits: ProxyLimits | None = None,
     ray: RayOptions | None = None,
+    *,
+    spare_containers: bool = False,
 ) -> None:
     """Run the platform until Ctrl-C or SIGTERM; containers are stopped on the way out."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -151,4 +157,4 @@ def run_server(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     import uvloop
 
-    uvloop.run(serve(home, host, port, workspace, domain, limits, ray))
+    uvloop.run(serve(home, host, port, workspace, domain, limits, ray, spare_containers=spare_containers))

@@ -6,9 +6,9 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,7 @@ from ..exceptions import (
     ShipyardError,
 )
 from ..spec import AppInfo, AutoscalerSettings, DeployRequest, ProxyTokenCreated, ProxyTokenInfo, SecretInfo
-from ._credentials import admin_token_matches
+from ._credentials import admin_dependency
 from ._platform import Platform
 
 
@@ -61,17 +61,7 @@ def create_api(platform: Platform, admin_token: str) -> FastAPI:
     async def _shipyard_error(_request: Request, exc: ShipyardError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_status_of(exc))
 
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        presented = None
-        if authorization and authorization.lower().startswith("bearer "):
-            presented = authorization[7:].strip()
-        if not admin_token_matches(presented, admin_token):
-            raise AuthError(
-                "Missing or wrong admin credential: send 'Authorization: Bearer <token>' with the token "
-                "from $SHIPYARD_HOME/admin_token"
-            )
-
-    admin = [Depends(require_admin)]
+    admin = [Depends(admin_dependency(admin_token))]
 
     @api.get("/api/health")
     async def health() -> dict[str, Any]:

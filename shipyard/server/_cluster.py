@@ -7,15 +7,14 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 
-from ..exceptions import AuthError
 from ..proxy import RoutingTable
 from ..runtime import LocalRuntime, RayRuntime, Runtime
 from ..runtime._ray import DEFAULT_NODE_ROOT
-from ._credentials import admin_token_matches
+from ._credentials import admin_dependency
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,7 @@ def cluster_router(
     runtime: Runtime, table: RoutingTable, admin_token: str, regional_proxies: dict[str, str]
 ) -> APIRouter:
     """Nodes, and the routes of a region for its proxy (`regional_proxies`: region → proxy URL)."""
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        presented = authorization[7:].strip() if authorization and authorization.lower().startswith(
-            "bearer ") else None
-        if not admin_token_matches(presented, admin_token):
-            raise AuthError("Missing or wrong admin credential: send 'Authorization: Bearer <token>' "
-                            "with the token from $SHIPYARD_HOME/admin_token")
-
-    router = APIRouter(prefix="/api/cluster", dependencies=[Depends(require_admin)])
+    router = APIRouter(prefix="/api/cluster", dependencies=[Depends(admin_dependency(admin_token))])
 
     @router.get("/nodes")
     async def nodes() -> list[dict[str, Any]]:

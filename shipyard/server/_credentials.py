@@ -5,6 +5,10 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Header
 
 from shipyard._paths import HomeLayout
 from shipyard.exceptions import AuthError
@@ -38,3 +42,19 @@ def admin_token_matches(presented: str | None, token: str) -> bool:
     if not presented:
         return False
     return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def admin_dependency(admin_token: str) -> Callable[..., None]:
+    """A FastAPI dependency that admits only requests carrying the admin token as a Bearer token."""
+
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        presented = None
+        if authorization and authorization.lower().startswith("bearer "):
+            presented = authorization[7:].strip()
+        if not admin_token_matches(presented, admin_token):
+            raise AuthError(
+                "Missing or wrong admin credential: send 'Authorization: Bearer <token>' with the token "
+                "from $SHIPYARD_HOME/admin_token"
+            )
+
+    return require_admin

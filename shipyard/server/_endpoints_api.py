@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from ..endpoints import EndpointCreate, EndpointInfo, UsageRow, load_catalog
-from ..exceptions import AuthError
-from ._credentials import admin_token_matches
+from ._credentials import admin_dependency
 from ._endpoints import EndpointService
 
 
 def endpoint_router(service: EndpointService, admin_token: str) -> APIRouter:
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        presented = authorization[7:].strip() if authorization and authorization.lower().startswith(
-            "bearer ") else None
-        if not admin_token_matches(presented, admin_token):
-            raise AuthError("Missing or wrong admin credential: send 'Authorization: Bearer <token>' "
-                            "with the token from $SHIPYARD_HOME/admin_token")
-
-    router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)])
+    router = APIRouter(prefix="/api", dependencies=[Depends(admin_dependency(admin_token))])
 
     @router.get("/endpoints/catalog")
     def catalog() -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ shared acceptance tests also run on this cluster through the `runtime_platform` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from shipyard.exceptions import ContainerError
-from shipyard.runtime._ray import actor_options, check_feasible
+from shipyard.runtime._ray import actor_options, check_feasible, largest_cpus
 from shipyard.spec import Resources
 
 from ._ray_cluster import RayCluster
@@ -125,15 +126,25 @@ def test_gpu_function_lands_on_the_gpu_node(ray_platform: Platform, ray_cluster:
     assert set(placement(ray_platform, "ray-gpu").values()) == {ray_cluster.node_ids()["us-east"]}
 
 
+@contextlib.contextmanager
+def regional_proxy(platform: Platform, region: str) -> Iterator[int]:
+    """Run `shipyard proxy --region REGION` against the platform; yield its port."""
+    port = free_port()
+    proxy = subprocess.Popen(
+        [SHIPYARD, "proxy", "--region", region, "--server", platform.url, "--port", str(port)],
+        env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        yield port
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
 def test_regional_proxy_serves_its_region(ray_platform: Platform, deploy: Any) -> None:
     eu_url = deploy("ray-eu-proxy", "region='eu-west'")
     other_url = deploy("ray-any-proxy")
-    port = free_port()
-    proxy = subprocess.Popen(
-        [SHIPYARD, "proxy", "--region", "eu-west", "--server", ray_platform.url, "--port", str(port)],
-        env=ray_platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
+    with regional_proxy(ray_platform, "eu-west") as port:
         def through_proxy(url: str) -> httpx.Response | None:
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": httpx.URL(url).host},
@@ -151,9 +162,30 @@ def test_regional_proxy_serves_its_region(ray_platform: Platform, deploy: Any) -
         label = httpx.URL(eu_url).host.split(".")[0]
         assert httpx.get(f"http://127.0.0.1:{port}/fn/{label}/", timeout=60).status_code == 200
         assert ray_platform.api("GET", "/api/cluster/proxies").json() == {"eu-west": f"http://127.0.0.1:{port}"}
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
+
+
+def test_regional_proxy_serves_an_endpoint_of_its_region(ray_platform: Platform) -> None:
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("llama_cpp.server")
+    model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with regional_proxy(ray_platform, "eu-west") as port:
+        proxy_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: ray_platform.api("GET", "/api/cluster/proxies").json().get("eu-west") == proxy_url,
+                 "the regional proxy to register")
+        # The llama.cpp recipe asks for the threads of the largest node (1 CPU here), so Ray can place it.
+        ray_platform.cli("endpoint", "create", "ray-smol", "--model", model, "--routing-region", "eu-west",
+                         "--unauthenticated", "--wait", timeout=300)
+        try:
+            (listed,) = [e for e in json.loads(ray_platform.cli("endpoint", "list", "--json").stdout)
+                         if e["name"] == "ray-smol"]
+            assert listed["url"].startswith(f"{proxy_url}/fn/") and listed["region"] == "eu-west"
+            client = openai.OpenAI(base_url=listed["url"] + "/v1", api_key="unused", max_retries=0,
+                                   timeout=120)
+            reply = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=4)
+            assert reply.choices[0].message.content
+        finally:
+            ray_platform.cli("endpoint", "delete", "ray-smol", check=False)
 
 
 def test_lost_node_containers_are_replaced(ray_platform: Platform, ray_cluster: RayCluster,
@@ -242,6 +274,9 @@ def test_infeasible_placement_names_what_is_missing() -> None:
              {"Alive": True, "Resources": {"CPU": 4.0, "region:eu-west": 1.0}},
              {"Alive": False, "Resources": {"CPU": 4.0, "GPU": 8.0, "region:eu-west": 1.0}}]
     check_feasible(actor_options(Resources(gpu="any", region="us-east")), nodes)
+    # An endpoint's CPU ask is capped by the largest live node (of its region, when colocated).
+    assert (largest_cpus(nodes, None), largest_cpus(nodes, "eu-west"), largest_cpus(nodes, "ap-south")) == (
+        4.0, 4.0, 0.0)
     with pytest.raises(ContainerError, match=r"all of 0\.125 CPU, region eu-west, 1 GPU together"):
         check_feasible(actor_options(Resources(gpu="any", region="eu-west")), nodes)
     with pytest.raises(ContainerError, match=r"offers 8 CPU \(live nodes: 2; node regions: eu-west, us-east"):

@@ -68,9 +68,11 @@ def parse_gpu(value: str) -> tuple[str, int]:
     return kind, number
 
 
-def endpoint_hardware(gpu: str | None) -> Hardware:
-    """The hardware one container gets: `--gpu TYPE[:N]` if given (it must exist here), else CPU."""
-    cores = os.cpu_count() or 1
+def endpoint_hardware(gpu: str | None, cores: int) -> Hardware:
+    """The hardware one container gets: `--gpu TYPE[:N]` if given (it must exist here), else CPU.
+
+    `cores`: the CPUs of the largest runtime node the container may run on (the engine's threads).
+    """
     engines = installed_engines()
     if gpu is None:
         return Hardware(cpu_cores=cores, engines=engines)

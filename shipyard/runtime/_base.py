@@ -38,6 +38,10 @@ class Runtime(Protocol):
         """Raise `InvalidError` when no node of this runtime could ever offer `resources`."""
         ...
 
+    async def node_cpus(self, region: str | None) -> float:
+        """The most CPUs one live node (labelled `region`, if given) offers; 0 when no node matches."""
+        ...
+
     def phases(self, container_id: str) -> list[tuple[str, float]]:
         """The startup phases a running container reported on its status pipe: (name, seconds)."""
         ...

@@ -157,6 +157,10 @@ class LocalRuntime:
     async def check_placement(self, resources: Resources) -> None:
         """Everything is placed on this machine; GPU and region checks belong to the endpoint service."""
 
+    async def node_cpus(self, region: str | None) -> float:
+        """This machine's cores: region labels of the local node are the endpoint service's concern."""
+        return float(os.cpu_count() or 1)
+
     def container_ids(self) -> list[str]:
         """The containers running (or starting) now."""
         return sorted(self._containers)

@@ -108,6 +108,12 @@ def check_feasible(options: dict[str, Any], nodes: list[dict[str, Any]]) -> None
     )
 
 
+def largest_cpus(nodes: list[dict[str, Any]], region: str | None) -> float:
+    """The most CPUs one live node (carrying `region:<region>`, if given) has in all."""
+    return max((float(n["Resources"].get("CPU", 0.0)) for n in nodes if n.get("Alive")
+                and (region is None or f"region:{region}" in n["Resources"])), default=0.0)
+
+
 def _tar_dir(path: str) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -186,6 +192,9 @@ class RayRuntime:
             check_feasible(actor_options(resources, self._default_cpu), nodes)
         except ContainerError as exc:
             raise InvalidError(str(exc)) from None
+
+    async def node_cpus(self, region: str | None) -> float:
+        return largest_cpus(await asyncio.to_thread(self._ray.nodes), region)
 
     # -- start -------------------------------------------------------------------------------------
 

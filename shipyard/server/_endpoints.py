@@ -167,9 +167,13 @@ class EndpointService:
             raise InvalidError("Pass either --custom-hf-repo or --custom-volume-name, not both")
         if bool(request.custom_volume_name) != bool(request.custom_volume_path):
             raise InvalidError("--custom-volume-name and --custom-volume-path go together")
-        hardware = await asyncio.to_thread(endpoint_hardware, request.gpu)
         if request.colocate_compute:
             check_colocation(request.routing_region)
+        # A container can use at most one node's CPUs: size the engine's threads (and the CPU request)
+        # by the largest node it may be placed on, so that the runtime can always place it.
+        node_cpus = await self.platform.scheduler.node_cpus(
+            request.routing_region if request.colocate_compute else None)
+        hardware = await asyncio.to_thread(endpoint_hardware, request.gpu, max(1, int(node_cpus)))
         served = request.custom_hf_repo or entry.repo
         recipe = select_recipe(entry, hardware, served_model_name=served, catalog=catalog)
         if recipe.engine not in hardware.engines:

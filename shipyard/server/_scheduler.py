@@ -232,6 +232,10 @@ class Scheduler:
         """Refuse at deploy time a function no runtime node could ever run (InvalidError)."""
         await self._runtime.check_placement(spec.resources)
 
+    async def node_cpus(self, region: str | None) -> float:
+        """The most CPUs one runtime node (in `region`, if given) offers a container."""
+        return await self._runtime.node_cpus(region)
+
     async def run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):

@@ -59,7 +59,7 @@ class ApiClient:
         return ServerError(
             f"Cannot reach the Shipyard server at {self.base_url}; start it with `shipyard server`")
 
-    def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+    def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
                  json_body: Any = None) -> Any:
         try:
             response = self._http.request(method, path, params=params, json=json_body)
@@ -79,7 +79,7 @@ class ApiClient:
             return ServerError(f"The Shipyard server at {self.base_url} did not answer in time")
         return ServerError(f"Lost the connection to the Shipyard server at {self.base_url}: {exc}")
 
-    def _stream_lines(self, method: str, path: str, *, params: dict[str, str] | None = None,
+    def stream_lines(self, method: str, path: str, *, params: dict[str, str] | None = None,
                       json_body: Any = None) -> Iterator[str]:
         try:
             with self._http.stream(method, path, params=params, json=json_body,
@@ -111,7 +111,7 @@ class ApiClient:
                on_progress: Callable[[str], None] | None = None) -> spec.DeployResponse:
         """POST the app and follow the NDJSON stream until its result or error event."""
         body = request.model_dump(mode="json")
-        for line in self._stream_lines("POST", "/api/apps/deploy", json_body=body):
+        for line in self.stream_lines("POST", "/api/apps/deploy", json_body=body):
             if not line.strip():
                 continue
             try:
@@ -133,48 +133,48 @@ class ApiClient:
         raise ServerError("The deploy stream ended without a result; see the server log")
 
     def list_apps(self, env: str) -> list[spec.AppInfo]:
-        return _parse_list(spec.AppInfo, self._request("GET", "/api/apps", params={"env": env}))
+        return _parse_list(spec.AppInfo, self.request_json("GET", "/api/apps", params={"env": env}))
 
     def stop_app(self, name: str, env: str) -> dict[str, Any]:
-        return _as_dict(self._request("POST", f"/api/apps/{_quote(name)}/stop", params={"env": env}))
+        return _as_dict(self.request_json("POST", f"/api/apps/{_quote(name)}/stop", params={"env": env}))
 
     def delete_app_by_id(self, app_id: str) -> None:
-        self._request("DELETE", f"/api/apps/by-id/{_quote(app_id)}")
+        self.request_json("DELETE", f"/api/apps/by-id/{_quote(app_id)}")
 
     def heartbeat(self, app_id: str) -> None:
-        self._request("POST", f"/api/apps/by-id/{_quote(app_id)}/heartbeat")
+        self.request_json("POST", f"/api/apps/by-id/{_quote(app_id)}/heartbeat")
 
     def scale_function(
         self, name: str, tag: str, env: str, changes: dict[str, Any]
     ) -> spec.AutoscalerSettings:
-        body = self._request("POST", f"/api/apps/{_quote(name)}/functions/{_quote(tag)}/scale",
+        body = self.request_json("POST", f"/api/apps/{_quote(name)}/functions/{_quote(tag)}/scale",
                              params={"env": env}, json_body=changes)
         return _parse(spec.AutoscalerSettings, body)
 
     def app_logs(self, name: str, env: str, follow: bool) -> Iterator[str]:
         params = {"env": env, "follow": "true" if follow else "false"}
-        return self._stream_lines("GET", f"/api/apps/{_quote(name)}/logs", params=params)
+        return self.stream_lines("GET", f"/api/apps/{_quote(name)}/logs", params=params)
 
     def create_secret(self, name: str, env: str, values: dict[str, str], force: bool) -> spec.SecretInfo:
         body = {"name": name, "env": env, "values": values, "force": force}
-        return _parse(spec.SecretInfo, self._request("POST", "/api/secrets", json_body=body))
+        return _parse(spec.SecretInfo, self.request_json("POST", "/api/secrets", json_body=body))
 
     def list_secrets(self, env: str) -> list[spec.SecretInfo]:
-        return _parse_list(spec.SecretInfo, self._request("GET", "/api/secrets", params={"env": env}))
+        return _parse_list(spec.SecretInfo, self.request_json("GET", "/api/secrets", params={"env": env}))
 
     def delete_secret(self, name: str, env: str) -> None:
-        self._request("DELETE", f"/api/secrets/{_quote(name)}", params={"env": env})
+        self.request_json("DELETE", f"/api/secrets/{_quote(name)}", params={"env": env})
 
     def create_proxy_token(self, env: str) -> spec.ProxyTokenCreated:
         return _parse(spec.ProxyTokenCreated,
-                      self._request("POST", "/api/proxy-tokens", params={"env": env}))
+                      self.request_json("POST", "/api/proxy-tokens", params={"env": env}))
 
     def list_proxy_tokens(self, env: str) -> list[spec.ProxyTokenInfo]:
-        body = self._request("GET", "/api/proxy-tokens", params={"env": env})
+        body = self.request_json("GET", "/api/proxy-tokens", params={"env": env})
         return _parse_list(spec.ProxyTokenInfo, body)
 
     def revoke_proxy_token(self, token_id: str) -> None:
-        self._request("DELETE", f"/api/proxy-tokens/{_quote(token_id)}")
+        self.request_json("DELETE", f"/api/proxy-tokens/{_quote(token_id)}")
 
 
 def _quote(segment: str) -> str:

@@ -25,7 +25,7 @@ def _resources(resources: dict[str, float]) -> str:
 def nodes(as_json: bool) -> None:
     """List the runtime's nodes: resources, region and accelerator labels, and containers on them."""
     with connect() as client:
-        rows: list[dict[str, Any]] = client._request("GET", "/api/cluster/nodes")
+        rows: list[dict[str, Any]] = client.request_json("GET", "/api/cluster/nodes")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -51,7 +51,8 @@ def _follow(client: ApiClient, info: EndpointInfo) -> EndpointInfo:
             why = info.status_reason or "see `shipyard endpoint logs`"
             raise click.ClickException(f"Endpoint {info.name} is {info.status}: {why}")
         time.sleep(_POLL_S)
-        info = _info(client._request("GET", f"/api/endpoints/{info.name}", params={"env": info.environment}))
+        params = {"env": info.environment}
+        info = _info(client.request_json("GET", f"/api/endpoints/{info.name}", params=params))
 
 
 @click.group()
@@ -99,7 +100,7 @@ def create(
         "scaledown_window": scaledown_window,
     }
     with connect(autostart=True) as client:
-        info = _info(client._request("POST", "/api/endpoints", json_body=body))
+        info = _info(client.request_json("POST", "/api/endpoints", json_body=body))
         click.echo(f"✓ Created endpoint {info.name} ({info.endpoint_id}) serving {info.served_model_name}")
         click.echo(f"  Recipe: {info.recipe}")
         click.echo(f"  URL: {info.url}")
@@ -119,7 +120,7 @@ def create(
 def list_endpoints(env: str, as_json: bool) -> None:
     """List endpoints with their status and URL."""
     with connect() as client:
-        items = [_info(b) for b in client._request("GET", "/api/endpoints", params={"env": env})]
+        items = [_info(b) for b in client.request_json("GET", "/api/endpoints", params={"env": env})]
     if as_json:
         echo_json(items)
         return
@@ -135,7 +136,7 @@ def list_endpoints(env: str, as_json: bool) -> None:
 
 def _lifecycle(action: str, name: str, env: str) -> EndpointInfo:
     with connect() as client:
-        return _info(client._request("POST", f"/api/endpoints/{name}/{action}", params={"env": env}))
+        return _info(client.request_json("POST", f"/api/endpoints/{name}/{action}", params={"env": env}))
 
 
 @endpoint.command("stop")
@@ -167,7 +168,7 @@ def start(name: str, env: str, wait: bool) -> None:
 def delete(name: str, env: str) -> None:
     """Delete an endpoint (its usage history stays)."""
     with connect() as client:
-        client._request("DELETE", f"/api/endpoints/{name}", params={"env": env})
+        client.request_json("DELETE", f"/api/endpoints/{name}", params={"env": env})
     click.echo(f"✓ Deleted endpoint {name}")
 
 
@@ -179,7 +180,7 @@ def logs(name: str, env: str, follow: bool) -> None:
     """Print the endpoint's engine and platform logs."""
     params = {"env": env, "follow": "true" if follow else "false"}
     with connect() as client:
-        for line in client._stream_lines("GET", f"/api/endpoints/{name}/logs", params=params):
+        for line in client.stream_lines("GET", f"/api/endpoints/{name}/logs", params=params):
             click.echo(line)
 
 
@@ -188,7 +189,7 @@ def logs(name: str, env: str, follow: bool) -> None:
 def catalog(as_json: bool) -> None:
     """List the models endpoints can serve."""
     with connect() as client:
-        models = client._request("GET", "/api/endpoints/catalog")
+        models = client.request_json("GET", "/api/endpoints/catalog")
     if as_json:
         click.echo(json.dumps(models, indent=2))
         return

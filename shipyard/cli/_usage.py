@@ -18,7 +18,7 @@ def usage(env: str, endpoint: str | None, as_json: bool) -> None:
     """Show metered usage: container time, tokens in/out and cost (USD) per endpoint and app."""
     params = {"env": env} | ({"endpoint": endpoint} if endpoint else {})
     with connect() as client:
-        rows = [UsageRow.model_validate(r) for r in client._request("GET", "/api/usage", params=params)]
+        rows = [UsageRow.model_validate(r) for r in client.request_json("GET", "/api/usage", params=params)]
     if as_json:
         echo_json(rows)
         return

@@ -12,6 +12,7 @@ from ._forward import (
     ResponseTimedOut,
     UpstreamFailed,
     forwarded_headers,
+    request_body,
     tcp_address,
     wait_for_exit_reason,
 )
@@ -19,7 +20,7 @@ from ._limits import BodyTooLarge, ProxyLimits, RateLimiter, capped_receive, dec
 from ._metrics import CONTENT_TYPE, FunctionMetrics, Metrics
 from ._pool import Container, QueueFull
 from ._routing import RouteEntry, RoutingTable
-from ._upstream import request_body, request_head
+from ._upstream import request_head
 from ._websocket import relay_websocket
 
 PATH_FORM_PREFIX = "/fn/"

@@ -102,7 +102,8 @@ def forwarded_headers(
     return headers
 
 
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
+async def request_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives from the client, chunk by chunk (never held whole)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -141,7 +142,7 @@ async def forward_http(
         scope["method"],
         url.copy_with(scheme="http", host="container"),
         headers=headers,
-        content=_request_body(receive) if _has_body(scope) else None,
+        content=request_body(receive) if _has_body(scope) else None,
         timeout=_CONNECT_ONLY,
     )
     response_started = False

@@ -13,9 +13,9 @@ import collections
 from collections.abc import AsyncIterator
 
 import httptools
-from starlette.types import Receive, Send
+from starlette.types import Send
 
-from ._forward import HOP_BY_HOP, ClientDisconnected, ResponseTimedOut, UpstreamFailed, tcp_address
+from ._forward import HOP_BY_HOP, ResponseTimedOut, UpstreamFailed, tcp_address
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_IDLE = 256
@@ -265,15 +265,3 @@ def request_head(method: str, target: bytes, headers: list[tuple[bytes, bytes]],
         parts.append(b"transfer-encoding: chunked\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-async def request_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
